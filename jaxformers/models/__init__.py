@@ -1,0 +1,3 @@
+"""Whole networks. Importing registers every model family with `models.registry`."""
+
+from jaxformers.models import decoder  # noqa: F401

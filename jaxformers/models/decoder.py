@@ -1,0 +1,119 @@
+"""Decoder-only language model composed from the model config (ARCHITECTURE.md "Models are composed").
+
+Embedding -> L blocks (nn.scan: parameters carry a leading "layers" axis) -> RMSNorm -> head.
+A block is token mixer + feed-forward, chosen by name from `nn.registry`, with pre-norm or
+norm-after-branch (Chameleon / MoT §2.2) residuals.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+import jaxformers.nn  # noqa: F401  (registers every layer)
+from jaxformers.models.config import ModelConfig
+from jaxformers.models.registry import register_model
+from jaxformers.nn import registry
+from jaxformers.nn.context import Context
+from jaxformers.nn.norms import make_norm
+
+# Collections whose variables live per layer and are stacked along the scanned axis.
+LAYER_COLLECTIONS = ("params", "constants", "cache", "aux_loss")
+
+
+class Block(nn.Module):
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, x: jax.Array, ctx: Context):
+        cfg = self.cfg
+        mixer = registry.TOKEN_MIXERS[cfg.token_mixer](cfg=cfg, name="mixer")
+        ffn = registry.FEED_FORWARDS[cfg.feed_forward](cfg=cfg, name="ffn")
+        mixer_norm, ffn_norm = make_norm(cfg, "mixer_norm"), make_norm(cfg, "ffn_norm")
+        if cfg.norm_placement == "pre":
+            x = x + mixer(mixer_norm(x, ctx), ctx)
+            x = x + ffn(ffn_norm(x, ctx), ctx)
+        else:  # norm after branch: h = x + norm(attn(x)); out = h + norm(ffn(h))  (MoT eq. 3)
+            x = x + mixer_norm(mixer(x, ctx), ctx)
+            x = x + ffn_norm(ffn(x, ctx), ctx)
+        return x.astype(cfg.activation_dtype), None
+
+
+class Decoder(nn.Module):
+    """tokens [B, T] int -> logits [B, T, vocab] float32."""
+
+    cfg: ModelConfig
+
+    def setup(self):
+        cfg = self.cfg
+        self.embed = nn.Embed(
+            cfg.vocab_size,
+            cfg.embed_dim,
+            embedding_init=nn.with_logical_partitioning(
+                nn.initializers.normal(1.0), ("vocab", "embed")
+            ),
+            param_dtype=cfg.parameter_dtype,
+            dtype=cfg.activation_dtype,
+            name="embed",
+        )
+        block = Block
+        if cfg.remat:
+            block = nn.remat(block, prevent_cse=False)
+        self.layers = nn.scan(
+            block,
+            variable_axes={c: 0 for c in LAYER_COLLECTIONS},
+            split_rngs={"params": True, "dropout": True, "routing": True},
+            in_axes=nn.broadcast,
+            length=cfg.num_layers,
+            metadata_params={nn.PARTITION_NAME: "layers"},
+        )(cfg, name="layers")
+        self.final_norm = make_norm(cfg, "final_norm")
+        if not cfg.tie_embeddings:
+            self.head = nn.DenseGeneral(
+                cfg.vocab_size,
+                use_bias=False,
+                kernel_init=nn.with_logical_partitioning(
+                    nn.initializers.normal(cfg.init_std), ("embed", "vocab")
+                ),
+                param_dtype=cfg.parameter_dtype,
+                dtype=cfg.activation_dtype,
+                name="head",
+            )
+
+    def __call__(
+        self,
+        tokens: jax.Array,
+        *,
+        positions: jax.Array | None = None,
+        segment_ids: jax.Array | None = None,
+        modality_ids: jax.Array | None = None,
+        step: jax.Array | None = None,
+        active_experts: jax.Array | None = None,
+        decode: bool = False,
+        deterministic: bool = True,
+    ) -> jax.Array:
+        if tokens.ndim != 2:
+            raise ValueError(f"tokens must be [batch, time]; got shape {tokens.shape}")
+        if positions is None:
+            positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
+        ctx = Context(
+            positions=positions.astype(jnp.int32),
+            segment_ids=segment_ids,
+            modality_ids=None if modality_ids is None else modality_ids.astype(jnp.int32),
+            step=step,
+            active_experts=active_experts,
+            decode=decode,
+            deterministic=deterministic,
+        )
+        x = self.embed(tokens)
+        x, _ = self.layers(x, ctx)
+        x = self.final_norm(x, ctx)
+        if self.cfg.tie_embeddings:
+            logits = self.embed.attend(x)
+        else:
+            logits = self.head(x)
+        return logits.astype(jnp.float32)
+
+
+@register_model("decoder")
+def build_decoder(cfg: ModelConfig) -> Decoder:
+    return Decoder(cfg)

@@ -1,0 +1,3 @@
+"""Flax Linen layers. Importing this package registers every token mixer, FFN and projection."""
+
+from jaxformers.nn import attention, linear, mlp  # noqa: F401  (registration side effects)

@@ -1,0 +1,89 @@
+"""Multi-head softmax attention token mixer: GQA, RoPE, optional QK-norm and a KV cache."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxformers.models.config import ModelConfig
+from jaxformers.nn import registry
+from jaxformers.nn.context import Context
+from jaxformers.nn.linear import Projection
+from jaxformers.nn.norms import rms_normalize
+from jaxformers.ops import attention as attention_ops
+from jaxformers.ops.rope import apply_rope
+
+
+def attend(q, k, v, *, cfg: ModelConfig, segment_ids=None, mask=None, causal=None):
+    """Dispatch to the ops/ reference or the Pallas kernel (cfg.attention.impl)."""
+    causal = cfg.causal if causal is None else causal
+    if cfg.attention.impl == "xla" or mask is not None:
+        return attention_ops.dot_product_attention(
+            q, k, v, causal=causal, segment_ids=segment_ids, mask=mask
+        )
+    from jaxformers.kernels.flash_attention import flash_attention  # late: kernels are optional
+
+    return flash_attention(
+        q, k, v, causal=causal, segment_ids=segment_ids, impl=cfg.attention.impl,
+        block_q=cfg.attention.block_q, block_kv=cfg.attention.block_kv,
+    )
+
+
+class KVCache(nn.Module):
+    """Fixed-size [B, max_len, K, D] key/value cache; writes T new entries at `index`."""
+
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, k, v, ctx: Context):
+        batch, length, kv_heads, head_dim = k.shape
+        shape = (batch, self.cfg.max_len, kv_heads, head_dim)
+        initialized = self.has_variable("cache", "key")
+        cached_k = self.variable("cache", "key", jnp.zeros, shape, k.dtype)
+        cached_v = self.variable("cache", "value", jnp.zeros, shape, v.dtype)
+        index = self.variable("cache", "index", lambda: jnp.zeros((), jnp.int32))
+        if not initialized:  # model.init(decode=True) only allocates the cache
+            return k, v, None
+        cached_k.value = jax.lax.dynamic_update_slice(cached_k.value, k, (0, index.value, 0, 0))
+        cached_v.value = jax.lax.dynamic_update_slice(cached_v.value, v, (0, index.value, 0, 0))
+        kv_positions = jnp.broadcast_to(jnp.arange(self.cfg.max_len), (batch, self.cfg.max_len))
+        filled = kv_positions < index.value + length
+        index.value = index.value + length
+        mask = attention_ops.attention_mask(
+            length, self.cfg.max_len, causal=True, q_positions=ctx.positions,
+            kv_positions=kv_positions, kv_valid=filled,
+        )
+        return cached_k.value, cached_v.value, mask
+
+
+@registry.register_token_mixer("attention")
+class Attention(nn.Module):
+    """softmax((x W_q)(x W_k)^T / sqrt(d)) x W_v W_o with RoPE on q and k (RoFormer eq. 34)."""
+
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, x: jax.Array, ctx: Context) -> jax.Array:
+        cfg = self.cfg
+        batch, length, _ = x.shape
+        h, kvh, hd = cfg.num_heads, cfg.kv_heads, cfg.qk_head_dim
+        q = Projection(cfg, h * hd, axes=("embed", "q_heads"), name="query", role="q")(x, ctx)
+        k = Projection(cfg, kvh * hd, axes=("embed", "kv_heads"), name="key", role="k")(x, ctx)
+        v = Projection(cfg, kvh * hd, axes=("embed", "kv_heads"), name="value", role="v")(x, ctx)
+        q = q.reshape(batch, length, h, hd)
+        k = k.reshape(batch, length, kvh, hd)
+        v = v.reshape(batch, length, kvh, hd)
+        if cfg.attention.qk_norm:
+            q = rms_normalize(q).astype(x.dtype)
+            k = rms_normalize(k).astype(x.dtype)
+        q = apply_rope(q, ctx.positions, base=cfg.rope_base)
+        k = apply_rope(k, ctx.positions, base=cfg.rope_base)
+        if ctx.decode:
+            k, v, mask = KVCache(cfg, name="cache")(k, v, ctx)
+            out = attention_ops.dot_product_attention(q, k, v, causal=mask is None, mask=mask)
+        else:
+            out = attend(q, k, v, cfg=cfg, segment_ids=ctx.segment_ids)
+        out = out.reshape(batch, length, h * hd)
+        return Projection(
+            cfg, cfg.embed_dim, axes=("q_heads", "embed"), name="out", role="o",
+            init_scale=1.0 / (2 * cfg.num_layers) ** 0.5,
+        )(out, ctx)

@@ -1,0 +1,3 @@
+"""Losses and masking schemes. Importing registers them with `objectives.registry`."""
+
+from jaxformers.objectives import next_token  # noqa: F401

@@ -1,0 +1,88 @@
+"""Softmax attention reference (Vaswani et al. 2017, eq. 1) with GQA, causal and segment masks.
+
+This is the oracle for `nn.attention` and `kernels.flash_attention`. Layout: [batch, time, heads,
+head_dim]. Scores and softmax run in float32 whatever the input dtype.
+"""
+
+import jax
+import jax.numpy as jnp
+
+_MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)
+
+
+def attention_mask(
+    q_len: int,
+    kv_len: int,
+    *,
+    causal: bool,
+    q_segment_ids: jax.Array | None = None,
+    kv_segment_ids: jax.Array | None = None,
+    q_positions: jax.Array | None = None,
+    kv_positions: jax.Array | None = None,
+    kv_valid: jax.Array | None = None,
+) -> jax.Array | None:
+    """Boolean mask [B or 1, 1, Tq, Tk]; True = may attend.
+
+    Causality compares positions (default: arange), so a KV cache whose query sits at position p
+    sees keys 0..p. Segment ids restrict attention to tokens of the same packed document.
+    kv_valid: [B, Tk] marks real (non-padding) keys.
+    """
+    mask = None
+    if causal:
+        qp = jnp.arange(q_len)[None] if q_positions is None else q_positions
+        kp = jnp.arange(kv_len)[None] if kv_positions is None else kv_positions
+        mask = qp[:, :, None] >= kp[:, None, :]
+    if q_segment_ids is not None:
+        seg = q_segment_ids[:, :, None] == kv_segment_ids[:, None, :]
+        mask = seg if mask is None else mask & seg
+    if kv_valid is not None:
+        valid = kv_valid[:, None, :].astype(bool)
+        mask = valid if mask is None else mask & valid
+    return None if mask is None else mask[:, None]
+
+
+def dot_product_attention(
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    *,
+    causal: bool = True,
+    segment_ids: jax.Array | None = None,
+    kv_segment_ids: jax.Array | None = None,
+    mask: jax.Array | None = None,
+    scale: float | None = None,
+) -> jax.Array:
+    """softmax(q k^T * scale + mask) v  (Attention Is All You Need, eq. 1), grouped-query heads.
+
+    q: [B, Tq, H, D]; k, v: [B, Tk, K, D] with H % K == 0 (GQA, Ainslie et al. 2023 §2);
+    segment_ids: [B, Tq] (and kv_segment_ids [B, Tk], default the same); mask: optional extra
+    boolean [B|1, 1, Tq, Tk]. Returns [B, Tq, H, D] in q.dtype. Fully masked rows return 0.
+    """
+    batch, q_len, num_heads, head_dim = q.shape
+    kv_len, num_kv_heads = k.shape[1], k.shape[2]
+    if k.shape != v.shape[:3] + (head_dim,) or k.shape[0] != batch:
+        raise ValueError(f"k {k.shape} / v {v.shape} do not match q {q.shape} on batch or head_dim")
+    if num_heads % num_kv_heads:
+        raise ValueError(f"num_heads={num_heads} is not a multiple of num_kv_heads={num_kv_heads}")
+    scale = head_dim**-0.5 if scale is None else scale
+    group = num_heads // num_kv_heads
+    q_BTKGD = q.reshape(batch, q_len, num_kv_heads, group, head_dim)
+    scores = jnp.einsum(
+        "btkgd,bskd->bkgts", q_BTKGD, k, preferred_element_type=jnp.float32
+    ).astype(jnp.float32) * scale
+    full_mask = attention_mask(
+        q_len,
+        kv_len,
+        causal=causal,
+        q_segment_ids=segment_ids,
+        kv_segment_ids=segment_ids if kv_segment_ids is None else kv_segment_ids,
+    )
+    if mask is not None:
+        full_mask = mask if full_mask is None else full_mask & mask
+    if full_mask is not None:
+        scores = jnp.where(full_mask[:, :, None], scores, _MASK_VALUE)
+    probs = jax.nn.softmax(scores, axis=-1)
+    if full_mask is not None:
+        probs = jnp.where(full_mask[:, :, None], probs, 0.0)
+    out = jnp.einsum("bkgts,bskd->btkgd", probs.astype(v.dtype), v)
+    return out.reshape(batch, q_len, num_heads, head_dim).astype(q.dtype)
