@@ -75,3 +75,23 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     unknown = set(config.mesh.keys()) - {"data", "fsdp", "tensor"}
     if unknown:
         raise ValueError(f"unknown config key(s) config.mesh.{sorted(unknown)}")
+
+
+def parse_config_arg(arg: str | None, **defaults) -> dict:
+    """`get_config("size=tiny,stage=base")` -> {"size": "tiny", "stage": "base"} over defaults.
+
+    A bare word sets the first default key (so `:tiny` == `:size=tiny`). Unknown keys are errors.
+    """
+    values = dict(defaults)
+    if not arg:
+        return values
+    for i, item in enumerate(arg.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            if i != 0 or not defaults:
+                raise ValueError(f"config argument {item!r} must be key=value")
+            key, value = next(iter(defaults)), item
+        if key not in defaults:
+            raise ValueError(f"unknown config argument {key!r}; valid: {sorted(defaults)}")
+        values[key] = type(defaults[key])(value) if defaults[key] is not None else value
+    return values

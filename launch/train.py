@@ -1,0 +1,41 @@
+"""Train a jaxformers model: the one entry point for every experiment.
+
+  python launch/train.py --config=configs/default.py --workdir=runs/default \
+      --config.model.num_layers=4 --config.num_steps=1000
+
+Re-running the same command resumes from the newest complete checkpoint in --workdir. On a TPU pod
+run the same command on every host (`gcloud ... ssh --worker=all --command=...`).
+"""
+
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "default.py")
+config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Experiment config file[:preset].")
+flags.DEFINE_string("workdir", "runs/default", "Checkpoints, metrics.jsonl and TensorBoard logs.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    from jaxformers.train.mesh import maybe_initialize_distributed
+
+    maybe_initialize_distributed()  # before any other JAX call; no-op on one host
+    import jax
+
+    from jaxformers.train import train_and_evaluate
+
+    logging.info("process %d of %d; local devices %s", jax.process_index(), jax.process_count(),
+                 jax.local_devices())
+    metrics = train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+    if jax.process_index() == 0:
+        print("final validation:", " ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
+
+
+if __name__ == "__main__":
+    app.run(main)
