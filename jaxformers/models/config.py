@@ -31,6 +31,7 @@ class LinearAttentionOptions:
     feature_map: str = "elu_plus_one"  # elu_plus_one | identity | relu
     normalize: bool = False
     chunk_size: int = 64
+    output_norm: bool = True  # per-head RMSNorm of the output (fla LinearAttention default)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -40,6 +41,8 @@ class GLAOptions:
     gate_low_rank_dim: int = 16
     gate_logit_normalizer: float = 16.0
     impl: str = "xla"  # xla | pallas | auto
+    value_dim_ratio: float = 1.0  # d_v = ratio * d (fla expand_v)
+    norm_eps: float = 1e-5  # per-head RMSNorm before the swish output gate (fla FusedRMSNormGated)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

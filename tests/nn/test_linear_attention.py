@@ -1,0 +1,75 @@
+"""Claims about the GLA and causal linear-attention token mixers inside the decoder."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxformers.models import sampling
+from jaxformers.models.config import ConfigError, model_config_from
+from jaxformers.models.decoder import Decoder
+
+
+def _model(mixer, **extra):
+    cfg = model_config_from(
+        dict(vocab_size=32, embed_dim=32, num_layers=2, num_heads=2, max_len=24,
+             token_mixer=mixer, gla=dict(chunk_size=8), linear_attention=dict(chunk_size=8),
+             **extra)
+    )
+    model = Decoder(cfg)
+    tokens = jax.random.randint(jax.random.PRNGKey(0), (2, 20), 0, 32)
+    return model, model.init(jax.random.PRNGKey(1), tokens), tokens
+
+
+@pytest.mark.parametrize("mixer", ["gla", "linear_attention"])
+def test_decoding_with_recurrent_state_equals_chunked_forward(mixer):
+    model, variables, tokens = _model(mixer)
+    full = model.apply(variables, tokens)
+    cache = sampling.init_cache(model, 2)
+    prefill = 7  # prompt not a multiple of the chunk: chunked prefill with padding
+    pos = jnp.broadcast_to(jnp.arange(prefill), (2, prefill))
+    logits, state = model.apply(variables | {"cache": cache}, tokens[:, :prefill], positions=pos,
+                                decode=True, mutable=["cache"])
+    outs = [logits]
+    for i in range(prefill, tokens.shape[1]):
+        logits, state = model.apply(
+            variables | state, tokens[:, i : i + 1], positions=jnp.full((2, 1), i), decode=True,
+            mutable=["cache"],
+        )
+        outs.append(logits)
+    # float32, two layers, logits O(0.3): agreement to ~1e-6 means identical math
+    np.testing.assert_allclose(jnp.concatenate(outs, axis=1), full, atol=2e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mixer", ["gla", "linear_attention"])
+def test_mixer_is_causal(mixer):
+    model, variables, tokens = _model(mixer)
+    changed = tokens.at[:, 6:].set((tokens[:, 6:] + 1) % 32)
+    np.testing.assert_array_equal(
+        model.apply(variables, tokens)[:, :6], model.apply(variables, changed)[:, :6]
+    )
+
+
+def test_gla_layer_parameter_budget_is_about_4d2():
+    model, variables, _ = _model("gla")
+    mixer = jax.tree.leaves(variables["params"]["layers"]["mixer"])
+    count = sum(np.prod(x.shape) for x in mixer) // 2  # two layers
+    d = 32
+    # q,k d*d/2 each; v, out_gate, out d*d each; gate d*16 + 16*d/2 + d/2; norm d/H
+    assert count == 4 * d * d + d * 16 + 16 * d // 2 + d // 2 + d // 2
+
+
+def test_bad_config_names_the_field():
+    with pytest.raises(ConfigError, match="model.gla.key_dim_ratio"):
+        model_config_from(dict(embed_dim=32, num_heads=3, head_dim=8, token_mixer="gla"))
+    with pytest.raises(ConfigError, match="model.gla.chunk_size"):
+        model_config_from(dict(token_mixer="gla", gla=dict(chunk_size=48)))
+    with pytest.raises(ConfigError, match="model.linear_attention.feature_map"):
+        model_config_from(dict(token_mixer="linear_attention",
+                               linear_attention=dict(feature_map="tanh")))
+
+
+def test_segment_ids_are_rejected():
+    model, variables, tokens = _model("gla")
+    with pytest.raises(ValueError, match="segment_ids"):
+        model.apply(variables, tokens, segment_ids=jnp.zeros_like(tokens))
