@@ -61,9 +61,12 @@ class MoEOptions:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PattentionOptions:
-    attn_tokens: int = 64  # parameter tokens per Q/K/V/O Pattention
-    ffn_tokens: int = 256  # parameter tokens of the FFN Pattention
-    norm: str = "l2_norm_gelu"  # softmax | gelu_l2_norm | l2_norm_gelu
+    """TokenFormer (methods.md §1); checked by nn.pattention's validator."""
+
+    attn_tokens: int = 64  # parameter tokens per Q/K/V/O Pattention (and any non-FFN role)
+    ffn_tokens: int = 256  # parameter tokens of the FFN Pattention (and ffn_up/ffn_down roles)
+    norm: str = "l2_norm_gelu"  # Θ: softmax | gelu_l2_norm | l2_norm_gelu
+    eps: float = 1e-6  # added to the squared L2 norm inside Θ
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
