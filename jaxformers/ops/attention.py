@@ -67,9 +67,10 @@ def dot_product_attention(
     scale = head_dim**-0.5 if scale is None else scale
     group = num_heads // num_kv_heads
     q_BTKGD = q.reshape(batch, q_len, num_kv_heads, group, head_dim)
+    stats_dtype = jnp.promote_types(q.dtype, jnp.float32)  # float32, or float64 in x64 tests
     scores = jnp.einsum(
-        "btkgd,bskd->bkgts", q_BTKGD, k, preferred_element_type=jnp.float32
-    ).astype(jnp.float32) * scale
+        "btkgd,bskd->bkgts", q_BTKGD, k, preferred_element_type=stats_dtype
+    ).astype(stats_dtype) * scale
     full_mask = attention_mask(
         q_len,
         kv_len,

@@ -57,14 +57,14 @@ def _init_rngs(seed: int) -> dict:
 class Experiment:
     """Model, data, optimizer, shardings and jitted functions built once from a config."""
 
-    def __init__(self, config, workdir: str | None = None):
+    def __init__(self, config, workdir: str | None = None, devices=None):
         validate_config(config)
         self.config = config
         self.workdir = workdir
         self.model_cfg = model_config_from(config.model)
         self.model = build_model(config.model_family, self.model_cfg)
         self.objective = get_objective(config.objective)
-        self.mesh = mesh_lib.make_mesh(config.mesh)
+        self.mesh = mesh_lib.make_mesh(config.mesh, devices)
         data_parallel = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
         if config.batch_size % data_parallel:
             raise ValueError(
@@ -187,16 +187,19 @@ class Experiment:
         )
         self.eval_step = jax.jit(eval_step, out_shardings=replicated)
 
-    def step_flops(self, state, batch) -> float:
-        """FLOPs of one training step as counted by XLA (all devices), or 0 if unavailable."""
+    def compile_train_step(self, state, batch):
+        """Compile the step ahead of time once; returns (executable, FLOPs per step from XLA's
+        cost analysis over all devices, or 0.0 where the back end does not report it)."""
+        compiled = self.train_step.lower(state, batch).compile()
         try:
-            analysis = self.train_step.lower(state, batch).compile().cost_analysis()
+            analysis = compiled.cost_analysis()
             if isinstance(analysis, list | tuple):
                 analysis = analysis[0]
-            return float(analysis.get("flops", 0.0)) * self.mesh.size
+            flops = float(analysis.get("flops", 0.0)) * self.mesh.size
         except Exception as e:  # cost analysis is best effort on some back ends
             logging.warning("cost analysis failed: %s", e)
-            return 0.0
+            flops = 0.0
+        return compiled, flops
 
     def evaluate(self, variables, num_batches: int | None = None) -> dict:
         """Mean metrics over the first `num_batches` validation batches (+ evaluators)."""
@@ -218,6 +221,11 @@ class Experiment:
         for name in self.config.evaluators:
             results.update(get_evaluator(name)(self.model, variables, self.config))
         return results
+
+
+@jax.jit
+def _all_finite(tree):
+    return jnp.all(jnp.array([jnp.isfinite(x).all() for x in jax.tree.leaves(tree)]))
 
 
 def global_norm(tree):
@@ -293,9 +301,14 @@ def _initial_state(exp: Experiment, manager, workdir):
     return exp.fresh_state(), None
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
-    """Train `config` in `workdir` (resumable). Returns the last evaluation's metrics."""
-    exp = Experiment(config, workdir)
+def train_and_evaluate(config, workdir: str, devices=None, stop_at_step: int | None = None) -> dict:
+    """Train `config` in `workdir` (resumable). Returns the last evaluation's metrics.
+
+    devices: the devices to build the mesh over (default: all, across every process).
+    stop_at_step: checkpoint and return after this step (the schedule still spans num_steps), so a
+    notebook or test can train in pieces; rerunning continues exactly where it stopped.
+    """
+    exp = Experiment(config, workdir, devices)
     os.makedirs(workdir, exist_ok=True)
     manager = None
     if config.checkpoint_every:
@@ -344,13 +357,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
             writer.write(step_done, "train", metrics)
 
     try:
-        for step in range(start_step, config.num_steps):
+        last_step = config.num_steps if stop_at_step is None else min(stop_at_step, config.num_steps)
+        for step in range(start_step, last_step):
             if profile_len and step == profile_start:
                 jax.profiler.start_trace(os.path.join(workdir, "profile"))
             batch = exp.global_batch(next(train_iter))
             if flops_per_step is None:
-                flops_per_step = exp.step_flops(state, batch)
-            state, metrics = exp.train_step(state, batch)
+                step_fn, flops_per_step = exp.compile_train_step(state, batch)
+            state, metrics = step_fn(state, batch)
             if profile_len and step == profile_start + profile_len - 1:
                 jax.profiler.stop_trace()
             if pending is not None:  # fetched one step late: the device is busy with `step`
@@ -363,10 +377,15 @@ def train_and_evaluate(config, workdir: str) -> dict:
                 last_eval["flops"] = flops_per_step * done
                 writer.write(done, "validation", last_eval)
             if manager is not None and (
-                done % config.checkpoint_every == 0 or done == config.num_steps or preempted["stop"]
+                done % config.checkpoint_every == 0 or done == last_step or preempted["stop"]
             ):
                 finish_pending(pending)  # never checkpoint a state behind a non-finite loss
                 pending = None
+                if not bool(_all_finite(state.params)):
+                    raise NonFiniteLossError(
+                        f"non-finite loss: parameters became non-finite at step {done}; the last "
+                        f"good checkpoint (step {manager.latest_step()}) in {workdir} is intact"
+                    )
                 ckpt.save(manager, state, data_state=train_iter.get_state(), config=config,
                           force=True)
             if preempted["stop"]:

@@ -46,7 +46,7 @@ def make_mesh(mesh_config, devices=None) -> jax.sharding.Mesh:
     devices = jax.devices() if devices is None else devices
     shape = mesh_shape(mesh_config, len(devices))
     axis_types = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
-    if devices is None or len(devices) == len(jax.devices()):
+    if len(devices) == len(jax.devices()):
         return jax.make_mesh(shape, MESH_AXES, axis_types=axis_types)
     return jax.sharding.Mesh(np.array(devices).reshape(shape), MESH_AXES, axis_types=axis_types)
 
