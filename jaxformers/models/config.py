@@ -70,6 +70,15 @@ class PattentionOptions:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class MoTOptions:
+    """Mixture-of-Transformers grouped dispatch (nn/mot.py), used when modality_dispatch="grouped"."""
+
+    grouped_impl: str = "tiles"  # tiles (sorted, tile-padded; any back end) | ragged_dot (GPU/TPU)
+    tile_size: int = 128  # rows per tile; FLOP overhead <= (K-1)*tile_size rows per group
+    groups: int = 1  # tokens are sorted within `groups` equal slices of the batch (shard-local)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     vocab_size: int = 264
     embed_dim: int = 256
@@ -99,6 +108,7 @@ class ModelConfig:
     gla: GLAOptions = dataclasses.field(default_factory=GLAOptions)
     moe: MoEOptions = dataclasses.field(default_factory=MoEOptions)
     pattention: PattentionOptions = dataclasses.field(default_factory=PattentionOptions)
+    mot: MoTOptions = dataclasses.field(default_factory=MoTOptions)
 
     # Derived sizes ---------------------------------------------------------------------------
     @property

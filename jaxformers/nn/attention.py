@@ -8,7 +8,7 @@ from jaxformers.models.config import ModelConfig
 from jaxformers.nn import registry
 from jaxformers.nn.context import Context
 from jaxformers.nn.linear import Projection
-from jaxformers.nn.norms import rms_normalize
+from jaxformers.nn.mot import make_qk_norm
 from jaxformers.ops import attention as attention_ops
 from jaxformers.ops.rope import apply_rope
 
@@ -72,9 +72,9 @@ class Attention(nn.Module):
         q = q.reshape(batch, length, h, hd)
         k = k.reshape(batch, length, kvh, hd)
         v = v.reshape(batch, length, kvh, hd)
-        if cfg.attention.qk_norm:
-            q = rms_normalize(q).astype(x.dtype)
-            k = rms_normalize(k).astype(x.dtype)
+        if cfg.attention.qk_norm:  # per head dim, untied per modality (MoT §2.2)
+            q = make_qk_norm(cfg, "query_norm")(q, ctx)
+            k = make_qk_norm(cfg, "key_norm")(k, ctx)
         q = apply_rope(q, ctx.positions, base=cfg.rope_base)
         k = apply_rope(k, ctx.positions, base=cfg.rope_base)
         if ctx.decode:

@@ -27,7 +27,7 @@ def modality_select_matmul(x: jax.Array, kernel: jax.Array, modality_ids) -> jax
     return jnp.take_along_axis(all_BTKF, modality_ids[:, :, None, None], axis=2)[:, :, 0]
 
 
-# Set by nn.mot when it is imported: (x, kernel, modality_ids, capacity_factor) -> y.
+# Set by nn.mot when it is imported: (x, kernel, modality_ids, *, cfg) -> y, dense FLOPs.
 GROUPED_MATMUL = {}
 
 
@@ -58,7 +58,7 @@ class DenseProjection(nn.Module):
         if cfg.num_modalities == 1:
             return x @ kernel[0]
         if cfg.modality_dispatch == "grouped" and "grouped" in GROUPED_MATMUL:
-            return GROUPED_MATMUL["grouped"](x, kernel, ctx.modality_ids)
+            return GROUPED_MATMUL["grouped"](x, kernel, ctx.modality_ids, cfg=cfg)
         return modality_select_matmul(x, kernel, ctx.modality_ids)
 
 

@@ -15,8 +15,11 @@ def rms_normalize(x: jax.Array, eps: float = 1e-6) -> jax.Array:
 
 
 def select_by_modality(table: jax.Array, modality_ids: jax.Array | None) -> jax.Array:
-    """table: [K, ...] -> [B, T, ...] rows chosen per token (modality 0 when ids are None)."""
-    if modality_ids is None:
+    """table: [K, ...] -> [B, T, ...] rows chosen per token (modality 0 when ids are None).
+
+    K = 1 ignores the ids, so a dense model runs unchanged on multi-modality batches (jnp.take
+    would otherwise fill out-of-range rows with NaN)."""
+    if modality_ids is None or table.shape[0] == 1:
         return table[0][None, None]
     return jnp.take(table, modality_ids, axis=0)
 

@@ -34,7 +34,9 @@ _OPTIONAL_INPUTS = ("positions", "segment_ids", "modality_ids")
 def next_token_loss(model, variables, batch, *, rng, step, train):
     """batch: inputs [B,T], targets [B,T], weights [B,T] (0 = padding / not scored), and
     optionally positions, segment_ids, modality_ids [B,T]. Per-modality losses are reported
-    as loss_m{k} when modality_ids are present."""
+    as loss_m{k} when modality_ids are present, keyed by the modality of the *target* token
+    (batch["target_modality_ids"] if given, else modality_ids), for k < max(model K, 2) so that a
+    dense baseline on two-modality data reports both (MoT paper §3: per-modality losses)."""
     kwargs = {k: batch[k] for k in _OPTIONAL_INPUTS if k in batch}
     logits, aux_loss = apply_with_aux(
         model, variables, batch["inputs"], step=step, deterministic=not train,
@@ -50,8 +52,9 @@ def next_token_loss(model, variables, batch, *, rng, step, train):
         "aux_loss": aux_loss,
     }
     if "modality_ids" in batch:
-        num_modalities = getattr(getattr(model, "cfg", None), "num_modalities", 1)
+        num_modalities = max(getattr(getattr(model, "cfg", None), "num_modalities", 1), 2)
+        target_modality = batch.get("target_modality_ids", batch["modality_ids"])
         for m in range(num_modalities):
-            wm = w * (batch["modality_ids"] == m)
+            wm = w * (target_modality == m)
             metrics[f"loss_m{m}"] = cross_entropy(logits, batch["targets"], wm)[0]
     return loss + aux_loss, metrics
