@@ -1,3 +1,4 @@
 """Datasets as grain sources + batch specs. Importing registers them with `data.registry`."""
 
 from jaxformers.data import text  # noqa: F401
+from jaxformers.data import icl_regression  # noqa: F401

@@ -46,6 +46,16 @@ class GLAOptions:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class LSAOptions:
+    """Linear self-attention for in-context regression (models/lsa.py); embed_dim = d + 1."""
+
+    parameterization: str = "merged"  # merged (ZFB W_KQ, W_PV) | separate (vO W_Q, W_K, W_V, W_P)
+    readout: str = "bottom_right"  # bottom_right (ZFB: y-slot of the query) | negated (vO: minus it)
+    include_query_as_key: bool = False
+    normalize_by_context: bool = True  # 1/N inside the layer (ZFB); vO lets W_P absorb it
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class MoEOptions:
     num_experts: int = 8
     expert_dim: int | None = None  # per-expert hidden width; default mlp_dim // num_experts
@@ -111,6 +121,7 @@ class ModelConfig:
     mot: MoTOptions = dataclasses.field(default_factory=MoTOptions)
 
     # Derived sizes ---------------------------------------------------------------------------
+    lsa: LSAOptions = dataclasses.field(default_factory=LSAOptions)
     @property
     def kv_heads(self) -> int:
         return self.num_heads if self.num_kv_heads is None else self.num_kv_heads
