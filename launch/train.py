@@ -23,6 +23,8 @@ flags.DEFINE_string("workdir", "runs/default", "Checkpoints, metrics.jsonl and T
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
     from jaxformers.train.mesh import maybe_initialize_distributed
 
     maybe_initialize_distributed()  # before any other JAX call; no-op on one host
@@ -30,8 +32,8 @@ def main(argv):
 
     from jaxformers.train import train_and_evaluate
 
-    logging.info("process %d of %d; local devices %s", jax.process_index(), jax.process_count(),
-                 jax.local_devices())
+    print(f"process {jax.process_index()} of {jax.process_count()}; "
+          f"local devices {jax.local_devices()}", flush=True)
     metrics = train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
     if jax.process_index() == 0:
         print("final validation:", " ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))

@@ -1,0 +1,50 @@
+"""Every experiment config resolves, validates and builds its model abstractly (jax.eval_shape)."""
+
+import glob
+import importlib.util
+import os
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from jaxformers.data.registry import get_dataset_builder
+from jaxformers.models.config import model_config_from
+from jaxformers.models.registry import build_model
+from jaxformers.objectives.registry import get_objective
+from jaxformers.train.config_base import validate_config
+from jaxformers.train.loop import init_variables
+
+CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
+CONFIG_FILES = sorted(glob.glob(os.path.join(CONFIG_DIR, "*.py")))
+
+
+def load_config_module(path):
+    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_there_are_configs():
+    assert any(p.endswith("default.py") for p in CONFIG_FILES)
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=os.path.basename)
+def test_config_resolves_and_builds_its_model(path):
+    module = load_config_module(path)
+    assert module.__doc__ and "launch/" in module.__doc__, "docstring must give the run command"
+    config = module.get_config()
+    validate_config(config)
+    get_objective(config.objective)
+    model = build_model(config.model_family, model_config_from(config.model))
+    batch = next(get_dataset_builder(config.data.name)(
+        config.data, split="train", seed=0, batch_size=1, process_index=0, process_count=1,
+    ))
+    batch = {k: jnp.asarray(v) for k, v in batch.items()}
+    shapes = jax.eval_shape(
+        lambda: init_variables(model, batch, {"params": jax.random.PRNGKey(0),
+                                              "routing": jax.random.PRNGKey(1),
+                                              "dropout": jax.random.PRNGKey(2)})
+    )
+    assert jax.tree.leaves(shapes)

@@ -1,0 +1,44 @@
+"""Subprocess entry points for tests that need their own process (not collected by pytest).
+
+  python tests/train/worker.py multiprocess <process_id> <port> <workdir>
+  python tests/train/worker.py kill_during_save <kill_step> <workdir>
+"""
+
+import os
+import signal
+import sys
+
+mode = sys.argv[1]
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=" + (
+    "2" if mode == "multiprocess" else "8"
+)
+os.environ["JAX_PLATFORMS"] = "cpu"
+
+import jax  # noqa: E402
+
+from jaxformers.testing import tiny_train_config  # noqa: E402
+
+if mode == "multiprocess":
+    process_id, port, workdir = int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=process_id)
+    from jaxformers.train import train_and_evaluate
+
+    assert jax.device_count() == 4 and jax.local_device_count() == 2
+    train_and_evaluate(tiny_train_config(num_steps=6, checkpoint_every=0, eval_every=0), workdir)
+elif mode == "kill_during_save":
+    kill_step, workdir = int(sys.argv[2]), sys.argv[3]
+    from orbax.checkpoint._src.path import atomicity
+
+    original_finalize = atomicity.AtomicRenameTemporaryPath.finalize
+
+    async def finalize_or_die(self, *args, **kwargs):
+        # The step's files are written but not yet renamed into place: die like a preempted VM.
+        if os.path.basename(str(self.get())).startswith(f"{kill_step}."):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return await original_finalize(self, *args, **kwargs)
+
+    atomicity.AtomicRenameTemporaryPath.finalize = finalize_or_die
+    from jaxformers.train import train_and_evaluate
+
+    train_and_evaluate(tiny_train_config(num_steps=12, checkpoint_every=3, eval_every=0), workdir)
