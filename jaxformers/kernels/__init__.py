@@ -1,11 +1,9 @@
-"""Pallas kernels behind attention (flash attention, chunked GLA), each a jax.custom_vjp.
+"""Pallas kernels behind attention, each a jax.custom_vjp with Pallas forward and backward.
+
+* `jaxformers.kernels.flash_attention.flash_attention` - softmax attention (FlashAttention-2).
+* `jaxformers.kernels.gla.gla` - chunked gated linear attention (GLA §4.2).
 
 `impl="xla"` runs the ops/ reference, `"pallas"` the kernel (interpreted on CPU), `"auto"` the
 kernel on GPU/TPU and the reference on CPU. Platform differences live in `kernels.backend`.
+(The functions are not re-exported here: their names are the submodules' names.)
 """
-
-from jaxformers.kernels.backend import KernelOptions, resolve_impl, target_platform
-from jaxformers.kernels.flash_attention import flash_attention
-from jaxformers.kernels.gla import gla
-
-__all__ = ["KernelOptions", "flash_attention", "gla", "resolve_impl", "target_platform"]

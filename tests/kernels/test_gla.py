@@ -1,0 +1,153 @@
+"""Pallas chunked GLA (interpret mode on CPU) equals the ops/ references in values and gradients.
+
+The oracle is `gla_recurrent` (the token-by-token definition) for float32; the kernel differs
+only by summation order, so 1e-5 relative to the largest entry. Gradients cover q, k, v, the gate
+log_alpha and the initial state, through both outputs (out and final_state).
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxformers.kernels import gla as gla_kernel
+from jaxformers.ops.linear_attention import gla_chunked, gla_recurrent
+
+
+def _inputs(b, t, h, dk, dv, *, gate_scale, init, dtype=jnp.float32, seed=0):
+    ks = jax.random.split(jax.random.PRNGKey(seed), 7)
+    q = jax.random.normal(ks[0], (b, t, h, dk), dtype)
+    k = jax.random.normal(ks[1], (b, t, h, dk), dtype)
+    v = jax.random.normal(ks[2], (b, t, h, dv), dtype)
+    g = (jax.nn.log_sigmoid(jax.random.normal(ks[3], (b, t, h, dk))) * gate_scale).astype(dtype)
+    s0 = jax.random.normal(ks[4], (b, h, dk, dv)) if init else None
+    do = jax.random.normal(ks[5], (b, t, h, dv), dtype)
+    ds = jax.random.normal(ks[6], (b, h, dk, dv))
+    return (q, k, v, g, s0), (do, ds)
+
+
+@functools.partial(jax.jit, static_argnames=("fn",))
+def _value_and_grads(fn, args, cotangents):
+    out, vjp = jax.vjp(fn, *args)
+    do, ds = cotangents
+    return out, vjp((do.astype(out[0].dtype), ds.astype(out[1].dtype)))
+
+
+def _rel(a, b):
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+CASES = {  # name: (b, t, h, dk, dv, chunk, gate_scale, init, block_v)
+    # weak gates (alpha ~ 0.96, the fla init), two sub-chunks per chunk, ragged T, two value tiles
+    "weak_gate_ragged_two_value_tiles": (1, 45, 2, 16, 32, 32, 1 / 16, True, 16),
+    # strong gates (log alpha down to ~ -15 per token), odd head dims padded to 16
+    "strong_gate_padded_dims_initial_state": (2, 32, 1, 12, 20, 16, 5.0, True, 128),
+    # no initial state, one chunk of four sub-chunks
+    "no_initial_state_four_sub_chunks": (1, 64, 1, 16, 16, 64, 1.0, False, 128),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_values_and_all_gradients_equal_recurrence_float32(name):
+    b, t, h, dk, dv, chunk, gate_scale, init, bv = CASES[name]
+    args, cts = _inputs(b, t, h, dk, dv, gate_scale=gate_scale, init=init)
+    if not init:
+        args, cts = args[:4], cts
+
+    def kernel(*a):
+        return gla_kernel.gla(*a[:4], initial_state=a[4] if init else None, chunk_size=chunk,
+                              impl="pallas", block_v=bv)
+
+    def ref(*a):
+        return gla_recurrent(*a[:4], initial_state=a[4] if init else None)
+
+    (out, final), grads = _value_and_grads(kernel, args, cts)
+    (ref_out, ref_final), ref_grads = _value_and_grads(ref, args, cts)
+    assert final.dtype == jnp.float32 and final.shape == ref_final.shape
+    assert _rel(out, ref_out) < 1e-5
+    assert _rel(final, ref_final) < 1e-5
+    assert len(grads) == len(args)
+    for got, want in zip(grads, ref_grads):
+        assert got.shape == want.shape
+        assert _rel(got, want) < 1e-5
+
+
+def test_bfloat16_within_the_references_own_bfloat16_error():
+    args, cts = _inputs(1, 32, 1, 16, 16, gate_scale=1.0, init=False)
+    exact = functools.partial(gla_recurrent)
+    (exact_out, _), exact_grads = _value_and_grads(exact, args[:4], cts)
+    bf = tuple(x.astype(jnp.bfloat16) for x in args[:4])
+    kernel = functools.partial(gla_kernel.gla, chunk_size=16, impl="pallas")
+    ref = functools.partial(gla_chunked, chunk_size=16)
+    (out, _), grads = _value_and_grads(kernel, bf, cts)
+    (ref_out, _), ref_grads = _value_and_grads(ref, bf, cts)
+    assert out.dtype == jnp.bfloat16
+    assert _rel(out, exact_out) <= 2 * _rel(ref_out, exact_out)
+    for got, ref_bf, want in zip(grads, ref_grads, exact_grads):
+        assert _rel(got, want) <= 2 * _rel(ref_bf, want)
+
+
+def test_very_strong_decay_has_no_nan_and_matches():
+    """log alpha = -40 per token: any positive exponent (an anchor on the diagonal block) would be
+    exp(40 * 15) = inf in fp32; the kernel's exponents are all <= 0.
+
+    Oracle: gla_chunked, the same cumulative-gate arithmetic in XLA. Against a float64 recurrence
+    both are off by ~1.6e-5: the within-chunk cumulative gate reaches ~-800, where one fp32 ulp is
+    6e-5, so differences L_r - L_j of nearby tokens carry that absolute error (a property of the
+    chunked form, not of the kernel; the token-by-token recurrence is at 1.4e-7)."""
+    args, cts = _inputs(1, 32, 1, 16, 16, gate_scale=1.0, init=True)
+    q, k, v, _, s0 = args
+    g = jnp.full(q.shape, -40.0).at[:, ::3].set(-1e-3)
+    fn = functools.partial(gla_kernel.gla, chunk_size=32, impl="pallas")
+    (out, final), grads = _value_and_grads(
+        lambda *a: fn(*a[:4], initial_state=a[4]), (q, k, v, g, s0), cts)
+    (ref_out, ref_final), _ = _value_and_grads(
+        lambda *a: gla_chunked(*a[:4], initial_state=a[4], chunk_size=32), (q, k, v, g, s0), cts)
+    assert all(bool(jnp.isfinite(x).all()) for x in (out, final, *grads))
+    assert _rel(out, ref_out) < 1e-5 and _rel(final, ref_final) < 1e-5
+
+
+def test_every_raw_kernel_output_is_written():
+    """The CPU interpreter fills output buffers with NaN (see test_flash_attention); all raw
+    outputs of both kernels, including per-chunk states and partial gradients, are finite."""
+    b, h, t, dk, dv, c = 1, 1, 32, 16, 32, 16
+    st = gla_kernel._Static(chunk=c, scale=0.25, block_v=16, num_chunks=t // c)
+    ks = jax.random.split(jax.random.PRNGKey(3), 4)
+    q, k = (jax.random.normal(kk, (b, h, t, dk)) for kk in ks[:2])
+    v = jax.random.normal(ks[2], (b, h, t, dv))
+    g = -jax.random.uniform(ks[3], (b, h, t // c, c, dk))
+    cum = jnp.cumsum(g, axis=3)
+    gam, cum = cum[:, :, :, -1:], cum.reshape(b, h, t, dk)
+    s0 = jnp.zeros((b, h, dv, dk))
+    out, sfin, states = gla_kernel._forward(q, k, v, cum, gam, s0, st)
+    grads = gla_kernel._backward(q, k, v, cum, gam, states, sfin, v, s0 + 1.0, st)
+    for x in (out, sfin, states, *grads):
+        assert bool(jnp.isfinite(x).all())
+
+
+def test_auto_is_xla_on_cpu():
+    args, _ = _inputs(1, 16, 1, 8, 8, gate_scale=1.0, init=False)
+    out, final = gla_kernel.gla(*args[:4], chunk_size=16, impl="auto")
+    ref_out, ref_final = gla_chunked(*args[:4], chunk_size=16)
+    np.testing.assert_array_equal(out, ref_out)
+    np.testing.assert_array_equal(final, ref_final)
+
+
+def test_bad_input_raises_naming_the_argument():
+    args, _ = _inputs(1, 16, 1, 8, 8, gate_scale=1.0, init=False)
+    with pytest.raises(ValueError, match="chunk_size"):
+        gla_kernel.gla(*args[:4], chunk_size=8, impl="auto")  # the kernel's rule, checked on CPU
+    with pytest.raises(ValueError, match="block_v"):
+        gla_kernel.gla(*args[:4], block_v=24, impl="pallas")
+    with pytest.raises(ValueError, match="initial_state"):
+        gla_kernel.gla(*args[:4], initial_state=jnp.zeros((1, 1, 8, 9)), impl="pallas")
+    with pytest.raises(ValueError, match="log_alpha"):
+        gla_kernel.gla(*args[:3], args[3][..., :4], impl="pallas")
+    with pytest.raises(ValueError, match="dtype"):
+        gla_kernel.gla(*args[:3], args[3].astype(jnp.int32), impl="pallas")
+    with pytest.raises(ValueError, match="key dim"):
+        big = jnp.zeros((1, 16, 1, 512))
+        gla_kernel.gla(big, big, big, big, impl="pallas")
