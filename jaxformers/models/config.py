@@ -57,16 +57,21 @@ class LSAOptions:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class MoEOptions:
+    """SMoE-Dropout / learned-router MoE FFN (methods.md §3); checked by nn.moe's validator."""
+
     num_experts: int = 8
-    expert_dim: int | None = None  # per-expert hidden width; default mlp_dim // num_experts
-    router: str = "learned"  # learned | random_frozen
-    k: int = 2  # active experts (fixed schedule, and evaluation default)
-    k_schedule: str = "fixed"  # fixed | linear
+    expert_dim: int | None = None  # per-expert hidden width; default hidden_dim // num_experts
+    router: str = "learned"  # learned | random_frozen (constants collection, never optimized)
+    k: int = 2  # active experts when k_schedule="fixed"
+    k_schedule: str = "fixed"  # fixed | linear | linear_decrease (ops.moe.k_schedule)
     k_min: int = 1
-    k_max: int | None = None
+    k_max: int | None = None  # None = num_experts
+    total_steps: int = 0  # T of the k schedule (set to config.num_steps)
     dispatch: str = "masked"  # masked (all experts, masked) | dispatch (capacity gather/scatter)
     capacity_factor: float = 1.25
-    load_balance_weight: float = 0.0
+    load_balance_weight: float = 0.0  # Switch eq. 4 auxiliary loss (learned router only)
+    activation: str = "relu"  # relu | gelu | silu (paper: ReLU experts with biases)
+    use_bias: bool = True
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

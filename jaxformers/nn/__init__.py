@@ -1,5 +1,11 @@
 """Flax Linen layers. Importing this package registers every token mixer, FFN and projection."""
 
-from jaxformers.nn import attention, linear, mlp  # noqa: F401  (registration side effects)
-from jaxformers.nn import linear_attention  # noqa: F401  (GLA + causal linear attention mixers)
-from jaxformers.nn import pattention  # noqa: F401  (TokenFormer projection + FFN)
+from jaxformers.nn import (  # noqa: F401  (registration side effects)
+    attention,
+    linear,
+    linear_attention,  # noqa: F401  (GLA + causal linear attention mixers)
+    mlp,
+    moe,  # noqa: F401  (SMoE-Dropout / learned-router MoE FFN, dense_mlp)
+    mot,  # noqa: F401  (MoT grouped dispatch, QK-norm, validator)
+    pattention,  # noqa: F401  (TokenFormer projection + FFN)
+)
