@@ -57,3 +57,11 @@ def test_sigkill_during_a_save_resumes_from_the_previous_complete_checkpoint(tmp
     assert latest_step(str(tmp_path)) == 12
     steps = [r["step"] for r in read_metrics(str(tmp_path), "train")]
     assert steps[-6:] == [7, 8, 9, 10, 11, 12]  # steps 7-9 were redone after the crash
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+    proc = subprocess.run([sys.executable, WORKER, "sigterm", "3", str(tmp_path)],
+                          env=_env(), capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0 and "exited cleanly" in proc.stdout, proc.stderr[-3000:]
+    step = latest_step(str(tmp_path))
+    assert step is not None and 3 <= step < 1000  # saved at preemption, not at a scheduled step

@@ -2,6 +2,7 @@
 
   python tests/train/worker.py multiprocess <process_id> <port> <workdir>
   python tests/train/worker.py kill_during_save <kill_step> <workdir>
+  python tests/train/worker.py sigterm <after_logged_steps> <workdir>
 """
 
 import os
@@ -42,3 +43,20 @@ elif mode == "kill_during_save":
     from jaxformers.train import train_and_evaluate
 
     train_and_evaluate(tiny_train_config(num_steps=12, checkpoint_every=3, eval_every=0), workdir)
+elif mode == "sigterm":
+    import threading
+    import time
+
+    after, workdir = int(sys.argv[2]), sys.argv[3]
+
+    def preempt():  # like a TPU maintenance event: SIGTERM once `after` steps are logged
+        path = os.path.join(workdir, "metrics.jsonl")
+        while not (os.path.exists(path) and sum(1 for _ in open(path)) >= after):
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=preempt, daemon=True).start()
+    from jaxformers.train import train_and_evaluate
+
+    train_and_evaluate(tiny_train_config(num_steps=2000, checkpoint_every=1000, eval_every=0), workdir)
+    print("exited cleanly")
