@@ -2,3 +2,4 @@
 
 from jaxformers.data import text  # noqa: F401
 from jaxformers.data import icl_regression  # noqa: F401
+from jaxformers.data import two_modality  # noqa: F401  (MoT: synthetic text/image, mazes)

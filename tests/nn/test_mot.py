@@ -227,9 +227,10 @@ def test_mot_with_gla_trains_from_a_config_alone(tmp_path):
     config = tiny_train_config(**{
         "model.token_mixer": "gla", "model.num_modalities": 2,
         "model.modality_dispatch": "grouped", "model.norm_placement": "after_branch",
-        "num_steps": 4, "eval_every": 4, "checkpoint_every": 0,
+        "model.num_layers": 1, "num_steps": 2, "eval_every": 2, "eval_batches": 1,
+        "checkpoint_every": 0,
     })
     config.data = dict(name="two_modality", seq_len=16, num_validation=16)
     config.model.vocab_size = 264
-    metrics = train_and_evaluate(config, str(tmp_path))
+    metrics = train_and_evaluate(config, str(tmp_path), devices=jax.devices()[:1])
     assert np.isfinite(metrics["loss"]) and "loss_m0" in metrics and "loss_m1" in metrics

@@ -1,0 +1,20 @@
+"""Dense baseline for Mixture-of-Transformers (methods.md §4.6): configs/mot.py with K=1.
+
+  python launch/train.py --config=configs/mot_dense_baseline.py --workdir=runs/mot_dense
+
+Same layout (norm after branch, QK-norm), data, schedule and per-step FLOPs as configs/mot.py;
+only the weights are shared by both modalities (the modality ids still reach the objective,
+which reports loss_m0 / loss_m1). Same presets as configs/mot.py.
+"""
+
+import importlib.util
+import os
+
+_spec = importlib.util.spec_from_file_location(
+    "_mot_config", os.path.join(os.path.dirname(os.path.abspath(__file__)), "mot.py"))
+_mot = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_mot)
+
+
+def get_config(arg: str | None = None):
+    return _mot.mot_config(arg, num_modalities=1)

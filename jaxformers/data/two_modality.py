@@ -1,0 +1,165 @@
+"""Two-modality sequences for Mixture-of-Transformers (methods.md §4.6): dataset "two_modality".
+
+`data.variant = "synthetic"` (default, needs nothing else) interleaves two token processes with
+disjoint vocabularies, in the spirit of Chameleon's text + image-token sequences (MoT §3.2):
+
+* modality 0, "text", ids [0, 128): an order-2 Markov chain. Each of `text_contexts` hashed
+  contexts (a, b) has 4 possible successors with Dirichlet(1) weights.
+* modality 1, "image", ids [128, 256): `image_height` x `image_width` raster-scanned grids whose
+  pixel copies the pixel above (p=0.6), is the left pixel + 1 (p=0.25) or is uniform (p=0.15).
+  The row above the first row is a fixed map of the last text token ("caption"), so predicting an
+  image needs the text before it: the flow only global attention provides.
+
+A sequence alternates text spans of 16-48 tokens with one image (32 tokens by default), so the
+two modalities get about equal token counts. Both processes are fixed by `data.process_seed`;
+train and validation draw different samples (record seeds differ).
+
+`data.variant = "mazes"`: maze sequences (data/mazes.py) with the description (adjacency list,
+origin, target) as modality 0 and the path region as modality 1; every non-PAD target is scored.
+
+Batches: inputs, targets, weights, modality_ids (of the input token: routes the MoT weights) and
+target_modality_ids (of the target token: keys the per-modality losses loss_m0 / loss_m1).
+"""
+
+import numpy as np
+
+from jaxformers.data.registry import register_dataset
+from jaxformers.data.text import batched_iterator
+
+TEXT_VOCAB = 128
+IMAGE_VOCAB = 128
+VOCAB = TEXT_VOCAB + IMAGE_VOCAB  # model.vocab_size must be >= this (the default 264 is)
+_SUCCESSORS = 4
+_P_ABOVE, _P_LEFT = 0.6, 0.25  # image pixel: copy above / left + 1 / else uniform
+_KEYS = {"name", "variant", "seq_len", "text_contexts", "image_width", "image_height",
+         "num_validation", "process_seed", "grid_n", "num_train", "maze_seed"}
+
+
+class TwoProcessSource:
+    """Record i -> a fresh interleaved text / image sequence of seq_len + 1 tokens."""
+
+    def __init__(self, *, seq_len: int, num_records: int, record_seed: int, process_seed: int = 0,
+                 text_contexts: int = 1024, image_width: int = 8, image_height: int = 4):
+        rng = np.random.default_rng(process_seed)
+        self.successors = rng.integers(0, TEXT_VOCAB, size=(text_contexts, _SUCCESSORS))
+        self.successor_p = rng.dirichlet(np.ones(_SUCCESSORS), size=text_contexts)
+        self.caption = rng.permutation(IMAGE_VOCAB)  # last text token -> virtual row above row 0
+        self.seq_len, self.num_records, self.record_seed = seq_len, num_records, record_seed
+        self.text_contexts, self.width, self.height = text_contexts, image_width, image_height
+
+    def __len__(self):
+        return self.num_records
+
+    def _context(self, a, b):
+        return (a * 131 + b * 7 + 3) % self.text_contexts
+
+    def _text(self, rng, prev: list, length: int) -> list:
+        out = list(prev[-2:]) if len(prev) >= 2 else list(rng.integers(0, TEXT_VOCAB, 2))
+        start = len(out)
+        u = rng.random(length)
+        for t in range(length):
+            c = self._context(out[-2], out[-1])
+            k = min(int(np.searchsorted(np.cumsum(self.successor_p[c]), u[t])), _SUCCESSORS - 1)
+            out.append(int(self.successors[c, k]))
+        return out[start:]
+
+    def _image(self, rng, last_text: int) -> np.ndarray:
+        h, w = self.height, self.width
+        grid = np.zeros((h + 1, w), np.int64)
+        grid[0] = self.caption[(last_text + np.arange(w)) % IMAGE_VOCAB]
+        choice = rng.random((h, w))
+        noise = rng.integers(0, IMAGE_VOCAB, (h, w))
+        for r in range(1, h + 1):
+            for c in range(w):
+                left = grid[r, c - 1] + 1 if c > 0 else None
+                if choice[r - 1, c] < _P_ABOVE or (left is None and choice[r - 1, c] < 0.85):
+                    grid[r, c] = grid[r - 1, c]
+                elif left is not None and choice[r - 1, c] < _P_ABOVE + _P_LEFT:
+                    grid[r, c] = left % IMAGE_VOCAB
+                else:
+                    grid[r, c] = noise[r - 1, c]
+        return grid[1:].reshape(-1) + TEXT_VOCAB
+
+    def __getitem__(self, index):
+        rng = np.random.default_rng([self.record_seed, index])
+        tokens, modality = [], []
+        while len(tokens) < self.seq_len + 1:
+            text = self._text(rng, tokens if modality and modality[-1] == 0 else [],
+                              int(rng.integers(16, 49)))
+            tokens += text
+            modality += [0] * len(text)
+            image = self._image(rng, text[-1])
+            tokens += image.tolist()
+            modality += [1] * image.size
+        seq = np.asarray(tokens[: self.seq_len + 1], np.int32)
+        mod = np.asarray(modality[: self.seq_len + 1], np.int32)
+        return {
+            "inputs": seq[:-1], "targets": seq[1:],
+            "weights": np.ones(self.seq_len, np.float32),
+            "modality_ids": mod[:-1], "target_modality_ids": mod[1:],
+        }
+
+
+class MazeModalitySource:
+    """Maze records with modality 0 = description tokens, 1 = path region (mazes.path_mask)."""
+
+    def __init__(self, tokens: np.ndarray, n: int, length: int):
+        from jaxformers.data import mazes
+
+        self.base = mazes.MazeSource(tokens, n, length)
+        self.n = n
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, index):
+        from jaxformers.data import mazes
+
+        record = self.base[index]
+        tokens = record["inputs"]
+        modality = mazes.path_mask(tokens, self.n).astype(np.int32)
+        return {
+            "inputs": tokens, "targets": record["targets"],
+            "weights": (record["targets"] != mazes.PAD).astype(np.float32),
+            "modality_ids": modality,
+            "target_modality_ids": np.append(modality[1:], 0).astype(np.int32),
+        }
+
+
+def _maze_source(data_config, split):
+    from jaxformers.data import mazes
+
+    options = {k: data_config[k] for k in ("grid_n", "num_train", "num_validation", "maze_seed",
+                                           "seq_len") if k in data_config}
+    o = mazes.data_options(options)
+    tokens = mazes.maze_splits(o["n"], o["num_train"], o["num_validation"], o["seed"])[split]
+    return MazeModalitySource(tokens, o["n"], o["length"])
+
+
+@register_dataset("two_modality")
+def build_two_modality(data_config, *, split, seed, batch_size, process_index, process_count):
+    """data.variant: "synthetic" (seq_len, text_contexts 1024, image_width 8, image_height 4,
+    num_validation 256 records, process_seed 0) or "mazes" (grid_n, num_train, num_validation,
+    maze_seed, seq_len as in data/mazes.py)."""
+    unknown = set(data_config.keys()) - _KEYS
+    if unknown:
+        raise ValueError(f"unknown config key(s) data.{sorted(unknown)}; valid: {sorted(_KEYS)}")
+    variant = data_config.get("variant", "synthetic")
+    if variant == "synthetic":
+        source = TwoProcessSource(
+            seq_len=data_config.seq_len,
+            num_records=2**31 - 1 if split == "train" else data_config.get("num_validation", 256),
+            record_seed=1 if split == "validation" else 0,
+            process_seed=data_config.get("process_seed", 0),
+            text_contexts=data_config.get("text_contexts", 1024),
+            image_width=data_config.get("image_width", 8),
+            image_height=data_config.get("image_height", 4),
+        )
+    elif variant == "mazes":
+        source = _maze_source(data_config, split)
+    else:
+        raise ValueError(f"data.variant={variant!r}; expected 'synthetic' or 'mazes'")
+    return batched_iterator(
+        source, split=split, seed=seed, batch_size=batch_size,
+        process_index=process_index, process_count=process_count,
+    )
