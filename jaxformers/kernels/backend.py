@@ -5,8 +5,9 @@ from `pallas_params`; nothing else in the kernels looks at the platform. Rules (
 shared/papers/jax_platform_notes.md §1.5):
 
 * CPU: the generic HLO interpreter (`interpret=True`); compiler params are irrelevant there.
-* TPU: Mosaic, `pltpu.CompilerParams(dimension_semantics=...)` (grid axes are "parallel" here:
-  no kernel carries state across grid steps, sequential work happens in an in-kernel fori_loop).
+* TPU: Mosaic, `pltpu.CompilerParams(dimension_semantics=...)`: grid axes are "parallel", except
+  a last axis that carries state in VMEM scratch ("arbitrary"; `sequential_grid`, used by GLA so
+  that VMEM holds one chunk, not the whole sequence).
 * GPU: always pass `pltriton.CompilerParams` explicitly. Without them jax 0.10 silently routes a
   `pl.pallas_call` to the deprecated Mosaic-GPU path (which rejects our blocks on shared memory);
   jax 0.12 picks Triton. TPU params on a GPU lowering are an error, hence the switch.
@@ -56,6 +57,20 @@ class KernelOptions:
     num_warps: int = 4
     num_stages: int = 2
     vmem_limit_bytes: int | None = None
+    # Carry state across a sequential ("arbitrary") last grid axis in VMEM scratch, so VMEM holds
+    # one chunk at a time (TPU style; GPU grid programs run in parallel, so not there).
+    # None = the platform's choice: True on TPU, False elsewhere. True on CPU tests the TPU path.
+    sequential_grid: bool | None = None
+
+
+def sequential_grid(options: KernelOptions = KernelOptions()) -> bool:
+    platform = target_platform()
+    if options.sequential_grid is None:
+        return platform == "tpu"
+    if options.sequential_grid and platform == "gpu":
+        raise ValueError("options.sequential_grid=True is TPU-only: GPU grid programs run in "
+                         "parallel and cannot carry state across grid steps")
+    return options.sequential_grid
 
 
 def block_bytes(*blocks) -> int:
@@ -79,15 +94,18 @@ def tpu_vmem_limit(vmem_bytes: int, options: KernelOptions) -> int | None:
 
 
 def pallas_params(num_grid_axes: int, options: KernelOptions = KernelOptions(), *,
-                  vmem_bytes: int = 0) -> dict:
+                  vmem_bytes: int = 0, sequential_last: bool = False) -> dict:
     """kwargs `interpret` and `compiler_params` for `pl.pallas_call` on the target platform.
 
     vmem_bytes: the kernel's blocks (inputs + outputs, `block_bytes`), to size TPU VMEM.
+    sequential_last: the last grid axis carries state ("arbitrary" on TPU).
     """
     platform = target_platform()
     if platform == "tpu":
+        semantics = ("parallel",) * (num_grid_axes - sequential_last) + (
+            ("arbitrary",) if sequential_last else ())
         params = pltpu.CompilerParams(
-            dimension_semantics=("parallel",) * num_grid_axes,
+            dimension_semantics=semantics,
             vmem_limit_bytes=tpu_vmem_limit(vmem_bytes, options),
         )
         return dict(interpret=False, compiler_params=params)

@@ -32,3 +32,17 @@ def test_tpu_vmem_limit_grows_with_the_blocks_and_is_capped():
 def test_blocks_must_be_powers_of_two_at_least_8(block):
     with pytest.raises(ValueError, match="block_q"):
         backend.check_block("block_q", block)
+
+
+def test_sequential_grid_is_the_tpu_default_and_refused_on_gpu():
+    assert backend.sequential_grid() is False  # CPU default: the GPU-style loop driver
+    assert backend.sequential_grid(backend.KernelOptions(sequential_grid=True)) is True
+    tpu = AbstractDevice(device_kind="TPU v5 lite", num_cores=1, platform="tpu")
+    gpu = AbstractDevice(device_kind="NVIDIA H100 80GB HBM3", num_cores=132, platform="gpu")
+    with use_abstract_mesh(AbstractMesh((1,), ("x",), abstract_device=tpu)):
+        assert backend.sequential_grid() is True
+        params = backend.pallas_params(4, sequential_last=True)["compiler_params"]
+        assert params.dimension_semantics == ("parallel",) * 3 + ("arbitrary",)
+    with use_abstract_mesh(AbstractMesh((1,), ("x",), abstract_device=gpu)):
+        with pytest.raises(ValueError, match="sequential_grid"):
+            backend.sequential_grid(backend.KernelOptions(sequential_grid=True))

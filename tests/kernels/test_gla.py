@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from jaxformers.kernels import gla as gla_kernel
+from jaxformers.kernels.backend import KernelOptions
 from jaxformers.ops.linear_attention import gla_chunked, gla_recurrent
 
 
@@ -40,26 +41,28 @@ def _rel(a, b):
     return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
 
 
-CASES = {  # name: (b, t, h, dk, dv, chunk, gate_scale, init, block_v)
-    # weak gates (alpha ~ 0.96, the fla init), two sub-chunks per chunk, ragged T, two value tiles
-    "weak_gate_ragged_two_value_tiles": (1, 45, 2, 16, 32, 32, 1 / 16, True, 16),
-    # strong gates (log alpha down to ~ -15 per token), odd head dims padded to 16
-    "strong_gate_padded_dims_initial_state": (2, 32, 1, 12, 20, 16, 5.0, True, 128),
-    # no initial state, one chunk of four sub-chunks
-    "no_initial_state_four_sub_chunks": (1, 64, 1, 16, 16, 64, 1.0, False, 128),
+CASES = {  # name: (b, t, h, dk, dv, chunk, gate_scale, init, block_v, sequential_grid)
+    # weak gates (alpha ~ 0.96, the fla init), two sub-chunks per chunk, ragged T, two value
+    # tiles; the TPU driver (chunk axis in the grid, state in scratch)
+    "weak_gate_ragged_two_value_tiles_tpu_driver": (1, 45, 2, 16, 32, 32, 1 / 16, True, 16, True),
+    # strong gates (log alpha down to ~ -15 per token), odd head dims padded to 16; GPU driver
+    "strong_gate_padded_dims_initial_state": (2, 32, 1, 12, 20, 16, 5.0, True, 128, False),
+    # no initial state, one chunk of four sub-chunks; TPU driver
+    "no_initial_state_four_sub_chunks_tpu_driver": (1, 64, 1, 16, 16, 64, 1.0, False, 128, True),
 }
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_values_and_all_gradients_equal_recurrence_float32(name):
-    b, t, h, dk, dv, chunk, gate_scale, init, bv = CASES[name]
+    b, t, h, dk, dv, chunk, gate_scale, init, bv, seq = CASES[name]
+    options = KernelOptions(sequential_grid=seq)
     args, cts = _inputs(b, t, h, dk, dv, gate_scale=gate_scale, init=init)
     if not init:
         args, cts = args[:4], cts
 
     def kernel(*a):
         return gla_kernel.gla(*a[:4], initial_state=a[4] if init else None, chunk_size=chunk,
-                              impl="pallas", block_v=bv)
+                              impl="pallas", block_v=bv, options=options)
 
     def ref(*a):
         return gla_recurrent(*a[:4], initial_state=a[4] if init else None)
@@ -110,11 +113,14 @@ def test_very_strong_decay_has_no_nan_and_matches():
     assert _rel(out, ref_out) < 1e-5 and _rel(final, ref_final) < 1e-5
 
 
-def test_every_raw_kernel_output_is_written():
+@pytest.mark.parametrize("sequential_grid", [False, True])
+def test_every_raw_kernel_output_is_written(sequential_grid):
     """The CPU interpreter fills output buffers with NaN (see test_flash_attention); all raw
-    outputs of both kernels, including per-chunk states and partial gradients, are finite."""
+    outputs of both kernels, including per-chunk states, partial gradients and the outputs the
+    TPU driver writes only at its last grid step, are finite."""
     b, h, t, dk, dv, c = 1, 1, 32, 16, 32, 16
-    st = gla_kernel._Static(chunk=c, scale=0.25, block_v=16, num_chunks=t // c)
+    st = gla_kernel._Static(chunk=c, scale=0.25, block_v=16, num_chunks=t // c,
+                            grid_carry=sequential_grid)
     ks = jax.random.split(jax.random.PRNGKey(3), 4)
     q, k = (jax.random.normal(kk, (b, h, t, dk)) for kk in ks[:2])
     v = jax.random.normal(ks[2], (b, h, t, dv))
