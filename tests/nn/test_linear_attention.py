@@ -73,3 +73,14 @@ def test_segment_ids_are_rejected():
     model, variables, tokens = _model("gla")
     with pytest.raises(ValueError, match="segment_ids"):
         model.apply(variables, tokens, segment_ids=jnp.zeros_like(tokens))
+
+
+def test_gla_kernel_dispatch_matches_the_xla_path():
+    """impl="auto" goes through kernels.gla (XLA on CPU, Pallas on GPU/TPU); same parameters."""
+    model, variables, tokens = _model("gla")
+    cfg = model_config_from(
+        dict(vocab_size=32, embed_dim=32, num_layers=2, num_heads=2, max_len=24,
+             token_mixer="gla", gla=dict(chunk_size=16, impl="auto"))
+    )
+    np.testing.assert_allclose(Decoder(cfg).apply(variables, tokens), model.apply(variables, tokens),
+                               atol=1e-6, rtol=1e-6)
