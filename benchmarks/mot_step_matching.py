@@ -1,6 +1,6 @@
 """Dense vs Mixture-of-Transformers (K=2) at equal per-step FLOPs: the step-matching result.
 
-  python benchmarks/mot_step_matching.py [--steps=800] [--variant=synthetic] [--root=runs/mot_sm]
+  python benchmarks/mot_step_matching.py [--steps=300] [--variant=synthetic] [--root=runs/mot_sm]
 
 Trains configs/mot_dense_baseline.py and configs/mot.py (same data, schedule, seed) with
 train.train_and_evaluate, then for each modality m and each dense validation loss L_d(s) finds the
@@ -71,7 +71,7 @@ def validation_curves(workdir):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--variant", default="synthetic")
     parser.add_argument("--root", default=os.path.join(ROOT, "runs", "mot_step_matching"))
     parser.add_argument("--only", default="", help="train only 'dense' or 'mot' (for parallel runs)")

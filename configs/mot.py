@@ -21,7 +21,7 @@ SIZES = {
     "tiny": dict(embed_dim=32, num_layers=2, num_heads=2, num_kv_heads=2),
     "small": dict(embed_dim=128, num_layers=4, num_heads=4, num_kv_heads=4),
 }
-STEPS = {"tiny": 20, "small": 800}
+STEPS = {"tiny": 20, "small": 300}
 
 
 def mot_config(arg: str | None, num_modalities: int):
@@ -46,8 +46,8 @@ def mot_config(arg: str | None, num_modalities: int):
     c.num_steps = args["steps"] or STEPS[args["size"]]
     c.warmup_steps = max(5, c.num_steps // 20)
     c.learning_rate = 3e-3
-    c.eval_every = max(5, c.num_steps // 20)
-    c.eval_batches = 8
+    c.eval_every = max(4, c.num_steps // 20)
+    c.eval_batches = 4
     c.checkpoint_every = 0
     c.log_every = 20
     return c

@@ -16,6 +16,8 @@ Also here: `QKNorm`, the per-head-dim RMSNorm on queries and keys, untied per mo
 "optional QK-norm"), and the config validator for the MoT options.
 """
 
+import math
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -83,14 +85,14 @@ def grouped_matmul(x: jax.Array, kernel: jax.Array, modality_ids: jax.Array | No
     modality_ids: [B, T] (None = modality 0) -> [B, T, d_out].
 
     "tiles" sorts tokens within `groups` equal slices of the batch (each a whole number of
-    sequences): groups = the data-parallel size keeps the sort shard-local (like MoE groups).
+    sequences): groups = the data-parallel size keeps the sort shard-local (like MoE groups);
+    a batch that `groups` does not divide uses gcd(groups, batch) groups.
     "ragged_dot" sorts the whole batch once.
     """
     batch, length, d_in = x.shape
     if modality_ids is None:
         return x @ kernel[0]
-    if batch % groups:
-        raise ValueError(f"model.mot.groups={groups} must divide the batch size {batch}")
+    groups = math.gcd(groups, batch)  # e.g. the 1-example init batch, or decoding one sequence
     ids = modality_ids.astype(jnp.int32)
     if impl == "ragged_dot":  # one global sort (ragged_dot has no batching rule over groups)
         y = ragged_grouped_matmul(x.reshape(-1, d_in), kernel, ids.reshape(-1))
