@@ -6,8 +6,8 @@ shared/papers/jax_platform_notes.md §1.5):
 
 * CPU: the generic HLO interpreter (`interpret=True`); compiler params are irrelevant there.
 * TPU: Mosaic, `pltpu.CompilerParams(dimension_semantics=...)`: grid axes are "parallel", except
-  a last axis that carries state in VMEM scratch ("arbitrary"; `sequential_grid`, used by GLA so
-  that VMEM holds one chunk, not the whole sequence).
+  a last axis that carries state in VMEM scratch ("arbitrary"; `sequential_grid`: the TPU
+  drivers of both kernels, so that VMEM holds one block / chunk, not the whole sequence).
 * GPU: always pass `pltriton.CompilerParams` explicitly. Without them jax 0.10 silently routes a
   `pl.pallas_call` to the deprecated Mosaic-GPU path (which rejects our blocks on shared memory);
   jax 0.12 picks Triton. TPU params on a GPU lowering are an error, hence the switch.

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from jaxformers.kernels import flash_attention as fa
+from jaxformers.kernels.backend import KernelOptions
 from jaxformers.ops.attention import dot_product_attention
 
 
@@ -38,20 +39,24 @@ def _rel(a, b):
     return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
 
 
-CASES = {  # name: (b, t, h, kvh, d, causal, segments, block_q, block_kv)
-    "causal_gqa_ragged": (2, 40, 4, 2, 32, True, False, 16, 16),
-    "noncausal_segments_ragged_uneven_blocks": (1, 37, 2, 1, 16, False, True, 16, 32),
-    "causal_segments_mqa": (1, 64, 4, 1, 64, True, True, 32, 16),
+CASES = {  # name: (b, t, h, kvh, d, causal, segments, block_q, block_kv, sequential_grid)
+    # GPU driver (in-kernel loop over blocks)
+    "causal_gqa_ragged": (2, 40, 4, 2, 32, True, False, 16, 16, False),
+    # TPU driver (block axis in the grid, statistics in VMEM scratch)
+    "noncausal_segments_ragged_uneven_blocks_tpu_driver": (1, 37, 2, 1, 16, False, True, 16, 32,
+                                                           True),
+    "causal_segments_mqa_tpu_driver": (1, 64, 4, 1, 64, True, True, 32, 16, True),
 }
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_values_and_all_gradients_equal_reference_float32(name):
-    b, t, h, kvh, d, causal, segments, bq, bkv = CASES[name]
+    b, t, h, kvh, d, causal, segments, bq, bkv, seq = CASES[name]
     q, k, v, do = _inputs(b, t, h, kvh, d)
     seg = jnp.broadcast_to(jnp.arange(t) // 13, (b, t)) if segments else None
     kernel = functools.partial(fa.flash_attention, causal=causal, segment_ids=seg, block_q=bq,
-                               block_kv=bkv, impl="pallas")
+                               block_kv=bkv, impl="pallas",
+                               options=KernelOptions(sequential_grid=seq))
     ref = functools.partial(dot_product_attention, causal=causal, segment_ids=seg)
     out, grads = _value_and_grads(kernel, q, k, v, do)
     ref_out, ref_grads = _value_and_grads(ref, q, k, v, do)
@@ -88,7 +93,8 @@ def test_large_logits_stay_finite_and_match():
     assert _rel(out, ref_out) < 1e-5
 
 
-def test_interpreter_poisons_outputs_so_every_element_must_be_written():
+@pytest.mark.parametrize("sequential_grid", [False, True])
+def test_interpreter_poisons_outputs_so_every_element_must_be_written(sequential_grid):
     """The CPU interpreter starts every output buffer as NaN; a kernel that skips an element
     (e.g. a padded row or a causal block it never visits) leaves a NaN behind. The raw kernel
     outputs - O and the LSE on padded lengths, dQ, dK, dV - are all finite."""
@@ -104,7 +110,7 @@ def test_interpreter_poisons_outputs_so_every_element_must_be_written():
     b, t, h, d = 1, 40, 2, 16
     q, k, v, do = _inputs(b, t, h, 1, d)
     st = fa._Static(causal=True, scale=d**-0.5, block_q=16, block_kv=32, q_len=48, kv_len=64,
-                    kv_valid=t, group=2)
+                    kv_valid=t, group=2, grid_carry=sequential_grid)
     to = lambda x, n: jnp.pad(x, ((0, 0), (0, n - t), (0, 0), (0, 0))).transpose(0, 2, 1, 3)
     qp, kp, vp, dop = to(q, 48), to(k, 64), to(v, 64), to(do, 48)
     out, lse = fa._forward(qp, kp, vp, None, None, st)

@@ -73,6 +73,26 @@ def test_gla_forward_and_backward_lower(platform):
     assert "gla_bwd" in text and CUSTOM_CALL[platform] in text
 
 
+def test_tpu_loop_drivers_lower_too():
+    """sequential_grid=False on TPU (whole sequence per program) is a supported option as well."""
+    opts = backend.KernelOptions(sequential_grid=False)
+    q, kv = _sds(B, T, H, D), _sds(B, T, KV_HEADS, D)
+    flash = jax.grad(lambda q, k, v: _sum(flash_attention(q, k, v, causal=True, impl="pallas",
+                                                          options=opts)), argnums=(0, 1, 2))
+    assert CUSTOM_CALL["tpu"] in _lower("tpu", flash, q, kv, kv)
+    x = _sds(B, T, H // 2, D)
+    linear = jax.grad(lambda q, k, v, g: _sum(gla(q, k, v, g, impl="pallas", options=opts)[0]),
+                      argnums=(0, 1, 2, 3))
+    assert CUSTOM_CALL["tpu"] in _lower("tpu", linear, x, x, x, x)
+
+
+def test_tpu_rejects_lane_blocks_that_are_not_multiples_of_128():
+    q = _sds(B, T, H, D)
+    with pytest.raises(ValueError, match="block_q"):
+        _lower("tpu", lambda q: flash_attention(q, q, q, causal=True, block_q=64,
+                                                impl="pallas"), q)
+
+
 def test_the_check_has_teeth_cumsum_inside_a_tpu_kernel_is_rejected():
     """The failure the notes measured: interpret mode runs this kernel, Mosaic refuses it."""
 
