@@ -206,8 +206,11 @@ def flash_attention(q, k, v, *, causal, segment_ids=None, scale=None, block_q=12
     `ops.attention.dot_product_attention(q, k, v, causal=..., segment_ids=...)`.
 
     q: [B, T, H, D]; k, v: [B, S, K, D] (H % K == 0); segment_ids: [B, T] (needs S == T).
-    block_q / block_kv: powers of two >= 8, shrunk to the (padded) length for short inputs.
+    block_q / block_kv: powers of two >= 8 (multiples of 128 on TPU), shrunk to the (padded)
+    length for short inputs.
     impl: "xla" (the ops/ reference), "pallas", "auto" (Pallas on GPU/TPU, XLA on CPU).
+    options: `backend.KernelOptions` (Triton warps/stages, TPU VMEM limit, driver choice).
+    On a multi-device mesh call it per shard inside `jax.shard_map(..., check_vma=False)`.
     Shape/dtype/block errors are ValueErrors raised before anything is traced into Pallas.
     """
     resolved = backend.resolve_impl(impl)
