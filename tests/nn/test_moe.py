@@ -72,10 +72,15 @@ def test_active_experts_overrides_the_step_schedule():
 
 
 def test_frozen_router_is_bit_identical_after_optimizer_steps_with_weight_decay():
+    """Also: experts sharded over the "tensor" mesh axis, dispatch path, traced k schedule."""
+
     def run(router):
-        config = tiny_train_config(**{"model.feed_forward": "moe", "model.mlp_dim": 64,
-                                      "model.moe": SMOE | dict(router=router), "weight_decay": 0.5})
+        config = tiny_train_config(**{
+            "model.feed_forward": "moe", "model.mlp_dim": 64, "weight_decay": 0.5,
+            "model.moe": SMOE | dict(router=router, dispatch="dispatch"),
+            "mesh": dict(data=4, fsdp=1, tensor=2)})
         exp = Experiment(config)
+        assert exp.state_shardings.params["layers"]["ffn"]["w1"].spec[1] == "tensor"  # experts
         state = exp.fresh_state()
         before = jax.device_get((state.params, state.constants))
         batch = exp.global_batch(exp.example_batch)
