@@ -68,7 +68,7 @@ for name, f in [("dense x @ W[0]", lambda x, w, i: x @ w[0]), ("select (all K, p
                 ("grouped (tiles of 32)", lambda x, w, i: grouped_matmul(x, w, i, tile_size=32))]:
     print(f"{name:24s} {flops(f, x, w, mid) / 1e6:8.1f} MFLOP")"""),
     ("md", """## 3. Two-modality data
-`two_modality` interleaves an order-2 Markov "text" (ids 0-127, modality 0) with raster-scanned
+`two_modality` interleaves a first-order Markov "text" (ids 0-127, modality 0) with raster-scanned
 "images" (ids 128-255, modality 1) whose pixels copy the pixel above or continue the left one;
 the first image row depends on the last text token, so images need cross-modal attention.
 `variant="mazes"` uses maze descriptions (0) and paths (1) instead."""),

@@ -3,8 +3,9 @@
 `data.variant = "synthetic"` (default, needs nothing else) interleaves two token processes with
 disjoint vocabularies, in the spirit of Chameleon's text + image-token sequences (MoT §3.2):
 
-* modality 0, "text", ids [0, 128): an order-2 Markov chain. Each of `text_contexts` hashed
-  contexts (a, b) has 4 possible successors with Dirichlet(1) weights.
+* modality 0, "text", ids [0, 128): a Markov chain of order `text_order` (1 by default; 2 hashes
+  the pair (a, b) into `text_contexts` contexts). Each context has 4 possible successors with
+  Dirichlet(1) weights.
 * modality 1, "image", ids [128, 256): `image_height` x `image_width` raster-scanned grids whose
   pixel copies the pixel above (p=0.6), is the left pixel + 1 (p=0.25) or is uniform (p=0.15).
   The row above the first row is a fixed map of the last text token ("caption"), so predicting an
@@ -31,7 +32,7 @@ IMAGE_VOCAB = 128
 VOCAB = TEXT_VOCAB + IMAGE_VOCAB  # model.vocab_size must be >= this (the default 264 is)
 _SUCCESSORS = 4
 _P_ABOVE, _P_LEFT = 0.6, 0.25  # image pixel: copy above / left + 1 / else uniform
-_KEYS = {"name", "variant", "seq_len", "text_contexts", "image_width", "image_height",
+_KEYS = {"name", "variant", "seq_len", "text_order", "text_contexts", "image_width", "image_height",
          "num_validation", "process_seed", "grid_n", "num_train", "maze_seed"}
 
 
@@ -39,19 +40,23 @@ class TwoProcessSource:
     """Record i -> a fresh interleaved text / image sequence of seq_len + 1 tokens."""
 
     def __init__(self, *, seq_len: int, num_records: int, record_seed: int, process_seed: int = 0,
-                 text_contexts: int = 1024, image_width: int = 8, image_height: int = 4):
+                 text_order: int = 1, text_contexts: int = 1024, image_width: int = 8, image_height: int = 4):
+        if text_order not in (1, 2):
+            raise ValueError(f"data.text_order={text_order}; expected 1 or 2")
+        text_contexts = TEXT_VOCAB if text_order == 1 else text_contexts
         rng = np.random.default_rng(process_seed)
         self.successors = rng.integers(0, TEXT_VOCAB, size=(text_contexts, _SUCCESSORS))
         self.successor_p = rng.dirichlet(np.ones(_SUCCESSORS), size=text_contexts)
         self.caption = rng.permutation(IMAGE_VOCAB)  # last text token -> virtual row above row 0
         self.seq_len, self.num_records, self.record_seed = seq_len, num_records, record_seed
         self.text_contexts, self.width, self.height = text_contexts, image_width, image_height
+        self.text_order = text_order
 
     def __len__(self):
         return self.num_records
 
     def _context(self, a, b):
-        return (a * 131 + b * 7 + 3) % self.text_contexts
+        return b if self.text_order == 1 else (a * 131 + b * 7 + 3) % self.text_contexts
 
     def _text(self, rng, prev: list, length: int) -> list:
         out = list(prev[-2:]) if len(prev) >= 2 else list(rng.integers(0, TEXT_VOCAB, 2))
@@ -138,9 +143,9 @@ def _maze_source(data_config, split):
 
 @register_dataset("two_modality")
 def build_two_modality(data_config, *, split, seed, batch_size, process_index, process_count):
-    """data.variant: "synthetic" (seq_len, text_contexts 1024, image_width 8, image_height 4,
-    num_validation 256 records, process_seed 0) or "mazes" (grid_n, num_train, num_validation,
-    maze_seed, seq_len as in data/mazes.py)."""
+    """data.variant: "synthetic" (seq_len, text_order 1, text_contexts 1024 (order 2 only),
+    image_width 8, image_height 4, num_validation 256 records, process_seed 0) or "mazes" (grid_n,
+    num_train, num_validation, maze_seed, seq_len as in data/mazes.py)."""
     unknown = set(data_config.keys()) - _KEYS
     if unknown:
         raise ValueError(f"unknown config key(s) data.{sorted(unknown)}; valid: {sorted(_KEYS)}")
@@ -151,6 +156,7 @@ def build_two_modality(data_config, *, split, seed, batch_size, process_index, p
             num_records=2**31 - 1 if split == "train" else data_config.get("num_validation", 256),
             record_seed=1 if split == "validation" else 0,
             process_seed=data_config.get("process_seed", 0),
+            text_order=data_config.get("text_order", 1),
             text_contexts=data_config.get("text_contexts", 1024),
             image_width=data_config.get("image_width", 8),
             image_height=data_config.get("image_height", 4),

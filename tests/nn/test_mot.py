@@ -174,7 +174,7 @@ def test_grouped_path_equals_select_path_values_and_gradients():
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), gg, gs)
 
 
-@pytest.mark.parametrize("impl,tile,groups", [("tiles", 1, 1), ("tiles", 5, 3), ("tiles", 64, 1),
+@pytest.mark.parametrize("impl,tile,groups", [("tiles", 1, 1), ("tiles", 5, 3), ("tiles", 64, 4),
                                               ("ragged_dot", 1, 1)])
 def test_grouped_matmul_equals_select_matmul_for_any_tile_and_group(impl, tile, groups):
     k1, k2, k3 = jax.random.split(jax.random.PRNGKey(3), 3)
