@@ -1,7 +1,7 @@
 """A tiny decoder trained a few steps with the Pallas kernels tracks the XLA reference.
 
 Same init, same batches, AdamW; `attention.impl` (or `gla.impl`) is the only difference. The
-kernels equal the references to ~1e-6 per call (test_flash_attention / test_gla); after 3 Adam
+kernels equal the references to ~1e-6 per call (test_kernel_flash_attention / test_kernel_gla); after 3 Adam
 steps of lr 1e-2 the parameters still agree to 1e-4 relative and the losses to 1e-5.
 """
 

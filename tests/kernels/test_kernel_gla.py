@@ -115,7 +115,7 @@ def test_very_strong_decay_has_no_nan_and_matches():
 
 @pytest.mark.parametrize("sequential_grid", [False, True])
 def test_every_raw_kernel_output_is_written(sequential_grid):
-    """The CPU interpreter fills output buffers with NaN (see test_flash_attention); all raw
+    """The CPU interpreter fills output buffers with NaN (see test_kernel_flash_attention); all raw
     outputs of both kernels, including per-chunk states, partial gradients and the outputs the
     TPU driver writes only at its last grid step, are finite."""
     b, h, t, dk, dv, c = 1, 1, 32, 16, 32, 16
