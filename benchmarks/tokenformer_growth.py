@@ -27,6 +27,8 @@ flags.DEFINE_integer("grow_steps", 150, "B: steps after growth (and of scratch_B
 flags.DEFINE_string("workdir", "runs/tf_exp", "Parent folder of the four runs.")
 flags.DEFINE_string("out", "benchmarks/results/tokenformer_growth", "JSON/PNG path stem.")
 flags.DEFINE_string("size", "small", "Small preset (its grown preset is 'large' or 'tiny_large').")
+flags.DEFINE_string("stages", "small,grown,scratch_B,scratch_total,report",
+                    "Comma-separated stages (each resumable; run them in separate processes).")
 FLAGS = flags.FLAGS
 
 GROWN_OF = {"small": "large", "tiny": "tiny_large"}
@@ -52,43 +54,77 @@ def _curve(workdir, flops_offset=0.0):
     return [dict(step=r["step"], loss=r["loss"], flops=r["flops"] + flops_offset) for r in rows]
 
 
+def _grow_config(big, b, root):
+    c = _config(big, b)
+    c.init_from.workdir = f"{root}/small"
+    c.init_from.transform = "tokenformer_grow"
+    return c
+
+
+def _loss_at_growth(big, b, root):
+    """Validation loss of the grown model before any step (cached in grown/at_growth.json)."""
+    from jaxformers.train import train_and_evaluate
+
+    path = f"{root}/grown/at_growth.json"
+    if not os.path.exists(path):
+        loss = train_and_evaluate(_grow_config(big, b, f"{root}"), f"{root}/at_growth",
+                                  stop_at_step=0)["loss"]
+        os.makedirs(f"{root}/grown", exist_ok=True)
+        with open(path, "w") as f:
+            json.dump({"loss": loss}, f)
+    with open(path) as f:
+        return json.load(f)["loss"]
+
+
+def _total_steps(s, b, root):
+    """Large steps whose FLOPs equal S small steps + B large steps (measured per-step FLOPs)."""
+    from jaxformers.train.metrics import read_metrics
+
+    small = read_metrics(f"{root}/small", "train")[-1]
+    grown = read_metrics(f"{root}/grown", "train")[-1]
+    return b + round(small["flops"] / (grown["flops"] / grown["step"]))
+
+
 def main(argv):
     del argv
     from jaxformers.train import train_and_evaluate
 
     s, b, root = FLAGS.small_steps, FLAGS.grow_steps, FLAGS.workdir
     big = GROWN_OF[FLAGS.size]
-    results = {"small_steps": s, "grow_steps": b, "size": FLAGS.size}
+    stages = FLAGS.stages.split(",")
+    if "small" in stages:
+        train_and_evaluate(_config(FLAGS.size, s), f"{root}/small")
+    if "grown" in stages:
+        _loss_at_growth(big, b, root)
+        train_and_evaluate(_grow_config(big, b, root), f"{root}/grown")
+    if "scratch_B" in stages:
+        train_and_evaluate(_config(big, b), f"{root}/scratch_B")
+    if "scratch_total" in stages:
+        train_and_evaluate(_config(big, _total_steps(s, b, root)), f"{root}/scratch_total")
+    if "report" in stages:
+        report(s, b, root, big)
 
-    small_metrics = train_and_evaluate(_config(FLAGS.size, s), f"{root}/small")
+
+def report(s, b, root, big):
     small = _curve(f"{root}/small")
-    results["loss_before_growth"] = small_metrics["loss"]
-
-    grow_cfg = _config(big, b)
-    grow_cfg.init_from.workdir = f"{root}/small"
-    grow_cfg.init_from.transform = "tokenformer_grow"
-    at_growth = train_and_evaluate(grow_cfg, f"{root}/grown", stop_at_step=0)
-    results["loss_after_growth"] = at_growth["loss"]
-    print(f"loss before growth {small_metrics['loss']:.6f}, right after {at_growth['loss']:.6f}",
-          flush=True)
-    train_and_evaluate(grow_cfg, f"{root}/grown")
     small_flops = small[-1]["flops"]
-    grown = [dict(step=0, loss=at_growth["loss"], flops=small_flops)]
-    grown += _curve(f"{root}/grown", small_flops)
-
-    train_and_evaluate(_config(big, b), f"{root}/scratch_B")
-    # Equal total compute: N large steps cost what S small + B large steps cost.
-    large_step_flops = (grown[-1]["flops"] - small_flops) / b
-    total_steps = b + round(small_flops / large_step_flops)
-    results["scratch_total_steps"] = total_steps
-    train_and_evaluate(_config(big, total_steps), f"{root}/scratch_total")
+    results = {"small_steps": s, "grow_steps": b, "size": FLAGS.size,
+               "scratch_total_steps": _total_steps(s, b, root),
+               "loss_before_growth": small[-1]["loss"],
+               "loss_after_growth": _loss_at_growth(big, b, root)}
+    grown = [dict(step=0, loss=results["loss_after_growth"], flops=small_flops)]
     results["curves"] = {
-        "small": small, "grown": grown,
+        "small": small, "grown": grown + _curve(f"{root}/grown", small_flops),
         "scratch_B": _curve(f"{root}/scratch_B"),
         "scratch_total": _curve(f"{root}/scratch_total"),
     }
-
+    print(f"loss before growth {results['loss_before_growth']:.6f}, right after "
+          f"{results['loss_after_growth']:.6f}")
     print(f"{'run':15s} {'steps':>6s} {'final loss':>11s} {'FLOPs (own)':>12s} {'FLOPs (cum.)':>13s}")
+    planned = {"small": s, "grown": b, "scratch_B": b, "scratch_total": results["scratch_total_steps"]}
+    results["curves"] = {k: v for k, v in results["curves"].items() if v}
+    results["unfinished"] = [k for k, v in results["curves"].items()
+                             if v[-1]["step"] < planned[k]]  # stopped early (CPU time ran out)
     for name, curve in results["curves"].items():
         own = curve[-1]["flops"] - (small_flops if name == "grown" else 0.0)
         print(f"{name:15s} {curve[-1]['step']:6d} {curve[-1]['loss']:11.4f} {own:12.3e} "
@@ -108,8 +144,9 @@ def plot(results, path):
     fig, ax = plt.subplots(figsize=(6, 4))
     styles = {"small": "C0-", "grown": "C1-", "scratch_B": "C2--", "scratch_total": "C3-"}
     for name, curve in results["curves"].items():
+        label = name + (" (unfinished)" if name in results.get("unfinished", ()) else "")
         ax.plot([p["flops"] for p in curve], [p["loss"] for p in curve], styles[name], marker=".",
-                label=name)
+                label=label)
     ax.set_xlabel("cumulative training FLOPs (XLA count)")
     ax.set_ylabel("validation loss (nats/byte)")
     ax.set_title(f"TokenFormer growth 4x tokens (S={results['small_steps']}, "
