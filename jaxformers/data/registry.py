@@ -12,20 +12,8 @@ exact. A grain `DatasetIterator` satisfies this; build it as
 For "validation" the iterator may be finite; the loop takes `config.eval_batches` batches.
 """
 
-DATASETS: dict = {}
+from jaxformers.registry import Registry
 
-
-def register_dataset(name: str):
-    def wrap(fn):
-        DATASETS[name] = fn
-        return fn
-
-    return wrap
-
-
-def get_dataset_builder(name: str):
-    import jaxformers.data  # noqa: F401  (registers the built-in datasets)
-
-    if name not in DATASETS:
-        raise ValueError(f"config.data.name={name!r}; expected one of {sorted(DATASETS)}")
-    return DATASETS[name]
+DATASETS = Registry("config.data.name", populate="jaxformers.data")
+register_dataset = DATASETS.register
+get_dataset_builder = DATASETS.get

@@ -13,27 +13,15 @@ cannot produce the target raises GrowthError saying why.
 
 import jax
 
-TRANSFORMS: dict = {}
+from jaxformers.registry import Registry
+
+TRANSFORMS = Registry("config.init_from.transform", populate="jaxformers.growth")
+register_transform = TRANSFORMS.register
+get_transform = TRANSFORMS.get
 
 
 class GrowthError(ValueError):
     """The checkpoint does not fit the growth requested."""
-
-
-def register_transform(name: str):
-    def wrap(fn):
-        TRANSFORMS[name] = fn
-        return fn
-
-    return wrap
-
-
-def get_transform(name: str):
-    import jaxformers.growth  # noqa: F401  (registers the built-in transforms)
-
-    if name not in TRANSFORMS:
-        raise ValueError(f"config.init_from.transform={name!r}; expected one of {sorted(TRANSFORMS)}")
-    return TRANSFORMS[name]
 
 
 def check_same_structure(result, target_init, transform: str):

@@ -8,33 +8,17 @@ extra fields, see `nn.linear.Projection`) and called as `module(x, ctx)` with `x
 `nn.context.Context`.
 """
 
-TOKEN_MIXERS: dict[str, type] = {}
-FEED_FORWARDS: dict[str, type] = {}
-PROJECTIONS: dict[str, type] = {}
+from jaxformers.registry import Registry
+
+TOKEN_MIXERS = Registry("model.token_mixer")
+FEED_FORWARDS = Registry("model.feed_forward")
+PROJECTIONS = Registry("model.projections")
 # Callables ModelConfig -> None raising ConfigError; methods register their cross-field checks.
 VALIDATORS: list = []
 
-
-def _register(table, name):
-    def wrap(cls):
-        if name in table and table[name] is not cls:
-            raise ValueError(f"{name!r} is already registered as {table[name].__name__}")
-        table[name] = cls
-        return cls
-
-    return wrap
-
-
-def register_token_mixer(name: str):
-    return _register(TOKEN_MIXERS, name)
-
-
-def register_feed_forward(name: str):
-    return _register(FEED_FORWARDS, name)
-
-
-def register_projection(name: str):
-    return _register(PROJECTIONS, name)
+register_token_mixer = TOKEN_MIXERS.register
+register_feed_forward = FEED_FORWARDS.register
+register_projection = PROJECTIONS.register
 
 
 def register_validator(fn):

@@ -10,20 +10,8 @@ masking / dropout; step: scalar int32; train: static bool. loss: float32 scalar 
 auxiliary losses); metrics: dict of float32 scalars, averaged over evaluation batches.
 """
 
-OBJECTIVES: dict = {}
+from jaxformers.registry import Registry
 
-
-def register_objective(name: str):
-    def wrap(fn):
-        OBJECTIVES[name] = fn
-        return fn
-
-    return wrap
-
-
-def get_objective(name: str):
-    import jaxformers.objectives  # noqa: F401  (registers the built-in objectives)
-
-    if name not in OBJECTIVES:
-        raise ValueError(f"config.objective={name!r}; expected one of {sorted(OBJECTIVES)}")
-    return OBJECTIVES[name]
+OBJECTIVES = Registry("config.objective", populate="jaxformers.objectives")
+register_objective = OBJECTIVES.register
+get_objective = OBJECTIVES.get

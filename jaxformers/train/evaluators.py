@@ -6,21 +6,14 @@ e.g. greedy maze decoding and exact match. They run on every process (they may u
 through jit); process 0 writes the results.
 """
 
-EVALUATORS: dict = {}
+from jaxformers.registry import Registry
 
-
-def register_evaluator(name: str):
-    def wrap(fn):
-        EVALUATORS[name] = fn
-        return fn
-
-    return wrap
+# Methods register evaluators next to their data or objectives; importing those packages fills it.
+EVALUATORS = Registry("config.evaluators", populate="jaxformers.objectives")
+register_evaluator = EVALUATORS.register
 
 
 def get_evaluator(name: str):
-    import jaxformers.data  # noqa: F401  (methods register evaluators next to their data)
-    import jaxformers.objectives  # noqa: F401
+    import jaxformers.data  # noqa: F401
 
-    if name not in EVALUATORS:
-        raise ValueError(f"config.evaluators has {name!r}; registered: {sorted(EVALUATORS)}")
-    return EVALUATORS[name]
+    return EVALUATORS.get(name)
