@@ -1,4 +1,7 @@
 """Whole networks. Importing registers every model family with `models.registry`."""
 
-from jaxformers.models import decoder  # noqa: F401
-from jaxformers.models import lsa  # noqa: F401  (linear self-attention for ICL)
+from jaxformers.models import (
+    decoder,  # noqa: F401
+    encdec,  # noqa: F401
+    lsa,  # noqa: F401  (linear self-attention for ICL)
+)

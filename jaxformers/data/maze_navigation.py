@@ -1,0 +1,53 @@
+"""The "maze_navigation" evaluator: greedy path decoding on held-out mazes (methods.md §5.4).
+
+Registered in `train.evaluators`, so `config.evaluators = ("maze_navigation",)` reports
+nav_exact_match / nav_token_accuracy / nav_valid_path at every evaluation. The first
+`data.eval_mazes` validation mazes are decoded greedily, one token per step, left to right:
+the encoder-decoder (MLM-U) re-encodes the visible tokens each step (`encdec.greedy_decode`);
+a decoder-only model (next token) decodes with its KV cache (`sampling.generate`, temperature 0).
+Mazes are sorted by path length and batched, and each batch decodes a fixed number of steps
+(its longest path region, rounded up to 8), so each shape compiles once per run.
+"""
+
+import jax
+import numpy as np
+
+from jaxformers.data import mazes
+from jaxformers.models import encdec, sampling
+from jaxformers.train.evaluators import register_evaluator
+
+
+def decode_paths(model, variables, prompts: np.ndarray, steps: int) -> np.ndarray:
+    """prompts [B, P] -> [B, steps] greedy tokens, for an encoder-decoder or a causal decoder."""
+    variables = {k: v for k, v in variables.items() if k in ("params", "constants")}
+    prompts = np.asarray(prompts, np.int32)
+    if isinstance(model, encdec.EncoderDecoder):
+        out = encdec.greedy_decode(model, variables, prompts, steps=steps)
+    else:
+        out = sampling.generate(model, variables, prompts, jax.random.PRNGKey(0),
+                                max_new_tokens=steps, temperature=0.0)[:, prompts.shape[1]:]
+    return np.asarray(jax.device_get(out))
+
+
+def evaluate_navigation(model, variables, tokens: np.ndarray, n: int, batch_size: int = 64,
+                        decode_fn=decode_paths) -> dict:
+    """Greedy-decode the paths of `tokens` [N, T] and score them (mazes.navigation_metrics)."""
+    p = mazes.prefix_len(n)
+    lengths = mazes.path_mask(tokens, n).sum(1)
+    order = np.argsort(lengths, kind="stable")
+    predicted = np.full((len(tokens), tokens.shape[1] - p), mazes.PAD, np.int32)
+    for lo in range(0, len(order), batch_size):
+        idx = order[lo : lo + batch_size]
+        steps = min(-(-int(lengths[idx].max()) // 8) * 8, tokens.shape[1] - p)
+        predicted[idx, :steps] = decode_fn(model, variables, tokens[idx, :p], steps)
+    return mazes.navigation_metrics(predicted, tokens, n)
+
+
+@register_evaluator("maze_navigation")
+def maze_navigation(model, variables, config) -> dict:
+    o = mazes.data_options(config.data)
+    tokens = mazes.maze_splits(o["n"], o["num_train"], o["num_validation"], o["seed"])
+    tokens = tokens["validation"][: config.data.get("eval_mazes", 256)]
+    metrics = evaluate_navigation(model, variables, tokens, o["n"],
+                                  batch_size=config.data.get("eval_batch_size", 64))
+    return {f"nav_{k}": v for k, v in metrics.items()}
