@@ -26,9 +26,9 @@ def maze_config(arg, objective: str):
     """Shared by maze_mlmu.py and maze_ntp.py so the two stay parameter-matched: the
     encoder-decoder has `layers_per_stack` encoder + decoder layers, the decoder twice as many."""
     args = parse_config_arg(arg, grid=5, size="tiny", steps=0)
-    if args["grid"] not in (3, 5, 10, 15, 20, 30) or args["size"] not in SIZES:
+    if not 2 <= args["grid"] <= 30 or args["size"] not in SIZES:
         raise ValueError(f"grid={args['grid']} / size={args['size']!r}; expected grid in "
-                         f"3,5,10,15,20,30 and size in {sorted(SIZES)}")
+                         f"2..30 (paper: 3, 5, 10, 15, 20, 30) and size in {sorted(SIZES)}")
     n, size = args["grid"], dict(SIZES[args["size"]])
     per_stack = size.pop("layers_per_stack")
     c = base_config()
