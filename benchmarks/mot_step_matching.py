@@ -73,6 +73,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--variant", default="synthetic")
+    parser.add_argument("--seed", type=int, default=0, help="model init and data order seed")
     parser.add_argument("--root", default=os.path.join(ROOT, "runs", "mot_step_matching"))
     parser.add_argument("--only", default="", help="train only 'dense' or 'mot' (for parallel runs)")
     args = parser.parse_args()
@@ -80,8 +81,9 @@ def main():
 
     arg = f"size=small,variant={args.variant},steps={args.steps}"
     runs = {"dense": "mot_dense_baseline", "mot": "mot"}
+    suffix = f"_seed{args.seed}" if args.seed else ""
     for key, config_name in runs.items():
-        workdir = os.path.join(args.root, f"{args.variant}_{key}")
+        workdir = os.path.join(args.root, f"{args.variant}{suffix}_{key}")
         curves = validation_curves(workdir) if os.path.exists(workdir) else {}
         if args.only and args.only != key:
             continue
@@ -89,17 +91,19 @@ def main():
             shutil.rmtree(workdir, ignore_errors=True)  # no checkpoints: restart from scratch
             config = load_config(config_name, arg)
             config.progress_bar = False
+            config.seed = args.seed
             train_and_evaluate(config, workdir)
     if args.only:
         return
-    curves = {k: validation_curves(os.path.join(args.root, f"{args.variant}_{k}")) for k in runs}
+    curves = {k: validation_curves(os.path.join(args.root, f"{args.variant}{suffix}_{k}"))
+              for k in runs}
     train_rows = {}
     from jaxformers.train.metrics import read_metrics
 
     for k in runs:
-        rows = read_metrics(os.path.join(args.root, f"{args.variant}_{k}"), "train")
+        rows = read_metrics(os.path.join(args.root, f"{args.variant}{suffix}_{k}"), "train")
         train_rows[k] = rows[-1] if rows else {}
-    result = {"steps": args.steps, "variant": args.variant, "modalities": {}}
+    result = {"steps": args.steps, "variant": args.variant, "seed": args.seed, "modalities": {}}
     for m in (0, 1):
         key = f"loss_m{m}"
         slope, pairs, final = step_matching(curves["dense"]["step"], curves["dense"][key],
@@ -114,7 +118,7 @@ def main():
         result[f"{k}_steps_per_s"] = train_rows[k].get("steps_per_s")
         result[f"{k}_curves"] = {c: curves[k][c] for c in ("step", "loss", "loss_m0", "loss_m1")}
     os.makedirs(os.path.join(ROOT, "benchmarks", "results"), exist_ok=True)
-    out = os.path.join(ROOT, "benchmarks", "results", f"mot_step_matching_{args.variant}")
+    out = os.path.join(ROOT, "benchmarks", "results", f"mot_step_matching_{args.variant}{suffix}")
     with open(out + ".json", "w") as f:
         json.dump(result, f, indent=1)
     print(f"{'modality':10s} {'dense final':>12s} {'MoT final':>10s} {'slope':>7s} {'final frac':>10s}")

@@ -12,7 +12,10 @@ training FLOPs/step, measured: see notes/issue_6.md).
 
 Presets: `:size=small` (default, the experiment), `:size=tiny` (seconds, smoke); `dispatch=select`
 for the simple compute-every-modality path (K times the projection FLOPs), `variant=mazes`.
-Measured (notes/issue_6.md): see benchmarks/results/mot_step_matching.json.
+Measured (300 steps, seed 0, shared 2-core CPU; notes/issue_6.md): equal FLOPs/step within 2.8%
+(3.40e9 vs dense 3.30e9, XLA-counted); final validation loss text 1.186 vs dense 1.195, image
+1.838 vs 1.896; step-matching slope 0.90 (text), 0.80 (image) -- benchmarks/results/
+mot_step_matching_synthetic.{json,png}.
 """
 
 from jaxformers.train.config_base import base_config, parse_config_arg
