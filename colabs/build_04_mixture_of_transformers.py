@@ -1,5 +1,7 @@
 """Writes colabs/04_mixture_of_transformers.ipynb (kept as code so the notebook diff stays reviewable)."""
 
+# ruff: noqa: E501  (notebook cells are written as they read, not wrapped)
+
 import nbformat as nbf
 
 cells = [
@@ -45,7 +47,10 @@ flat = jax.tree_util.tree_flatten_with_path(boxed, is_leaf=lambda x: isinstance(
 for path, leaf in flat:
     name = "/".join(str(getattr(k, "key", k)) for k in path[1:] if hasattr(k, "key"))
     print(f"{name:28s} {str(leaf.value.shape):18s} {leaf.names}")
-count = lambda k: sum(x.size for x in jax.tree.leaves(nn.meta.unbox(Decoder(cfg.__class__(**{**cfg.__dict__, 'num_modalities': k})).init(jax.random.PRNGKey(0), tokens))))
+import dataclasses
+def count(k):
+    model = Decoder(dataclasses.replace(cfg, num_modalities=k))
+    return sum(x.size for x in jax.tree.leaves(jax.eval_shape(model.init, jax.random.PRNGKey(0), tokens)))
 print("parameters: dense", count(1), " MoT K=2", count(2))"""),
     ("md", """## 2. Grouped dispatch: dense FLOPs, static shapes
 The simple path computes every modality's projection for every token and selects (K times the
