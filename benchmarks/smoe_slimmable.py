@@ -65,6 +65,7 @@ def main():
     ax1.set(xscale="log", xticks=ks, xticklabels=[str(k) for k in ks],
             xlabel="active experts k at evaluation", ylabel="validation loss (nats/byte)",
             title="self-slimmable: loss vs k")
+    ax1.minorticks_off()
     ax2.set(xlabel="training step", ylabel="validation loss", title="training (k schedule)")
     for ax in (ax1, ax2):
         ax.legend()
