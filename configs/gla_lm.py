@@ -8,7 +8,8 @@ Same block as configs/default.py (pre-norm RMSNorm, SwiGLU, d=128, 4 layers, seq
 with the token mixer swapped: mixer=gla (chunked GLA, chunk 64, low-rank gate /16, key dim d/2,
 per-head RMSNorm + swish gate), attention (softmax baseline) or linear_attention.
 Measured (size=small, 600 steps, shared 2-core CPU under heavy load, 39 min): GLA validation loss
-1.594 nats/byte (2.48 at step 100); softmax baseline: see notes/issue_3.md.
+1.594 nats/byte (2.48 at step 100); the same config
+with mixer=attention: 1.665 (one seed each).
 """
 
 from jaxformers.train.config_base import base_config, parse_config_arg
