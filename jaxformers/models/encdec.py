@@ -51,6 +51,11 @@ class VisibleKeyAttention(nn.Module):
         k = Projection(cfg, kvh * hd, axes=("embed", "kv_heads"), name="key", role="k")(memory, ctx)
         v = Projection(cfg, kvh * hd, axes=("embed", "kv_heads"), name="value", role="v")(
             memory, ctx)
+        # PAST has biases on every linear map; the key bias gives every key a content-free part,
+        # which the content-free decoder query needs to attend by relative position alone.
+        q, k, v = (x + self._bias(name, x.shape[-1], axis)
+                   for x, name, axis in ((q, "query_bias", "q_heads"), (k, "key_bias", "kv_heads"),
+                                         (v, "value_bias", "kv_heads")))
         q = apply_rope(q.reshape(batch, q_len, h, hd), q_positions, base=cfg.rope_base)
         k = apply_rope(k.reshape(batch, kv_len, kvh, hd), kv_positions, base=cfg.rope_base)
         v = v.reshape(batch, kv_len, kvh, hd)
@@ -60,6 +65,12 @@ class VisibleKeyAttention(nn.Module):
             cfg, cfg.embed_dim, axes=("q_heads", "embed"), name="out", role="o",
             init_scale=1.0 / (2 * cfg.num_layers) ** 0.5,
         )(out.reshape(batch, q_len, h * hd), ctx)
+
+
+    def _bias(self, name, features, axis):
+        bias = self.param(name, nn.with_logical_partitioning(nn.initializers.zeros, (axis,)),
+                          (features,), self.cfg.parameter_dtype)
+        return bias.astype(self.cfg.activation_dtype)
 
 
 class EncoderBlock(nn.Module):
