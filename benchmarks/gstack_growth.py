@@ -88,6 +88,9 @@ def main():
     grown_runs = [("g_stack_d_medium", "g_stack", medium), ("g_stack_d_small", "g_stack", small),
                   ("g_stack_d0", "g_stack", 0), ("interleave_d_medium", "interleave", medium),
                   ("g_zero_d_medium", "g_zero", medium)]
+    if args.only:  # run in the order given
+        order = args.only.split(",")
+        grown_runs.sort(key=lambda r: order.index(r[0]) if r[0] in order else len(order))
     for name, transform, base_step in grown_runs:
         base_flops = base_step * f_base
         steps = S - round(base_flops / f_target)
@@ -127,20 +130,32 @@ def main():
     results["base_curve"] = {"flops": b_flops, "loss": b_loss, "steps": b_steps}
     results["scratch"]["curve"] = {"flops": s_flops, "loss": s_loss}
     print(f"\nscratch final validation loss {target:.4f} at {s_flops[-1]:.3e} FLOPs")
-    print(f"{'run':22s} {'base tok':>9s} {'loss@0':>7s} {'final':>7s} {'F to reach':>11s} "
-          f"{'speed-up':>9s}")
+    # Speed-up along the runs, as the paper reports it at several token counts (Fig. 4/5): at
+    # scratch step t, sp = F_scratch(t) / F_G(first reaching the scratch loss at t) - 1.
+    checkpoints = [t for t in (60, 100, 140, 180, S) if t <= S]
+    s_by_step = dict(zip(curve(f"{wd}/scratch", f_target)[2], s_loss, strict=True))
+    results["speedup_at_scratch_steps"] = checkpoints
+    header = " ".join(f"{'sp@' + str(t):>8s}" for t in checkpoints)
+    print(f"{'run':20s} {'base tok':>8s} {'loss@0':>6s} {'steps':>9s} {'last':>6s} {header}")
     for name, info in results["runs"].items():
-        flops, loss, _ = curve(f"{wd}/{name}", f_target, info["base_flops"],
-                               info.get("initial_loss"))
+        flops, loss, steps = curve(f"{wd}/{name}", f_target, info["base_flops"],
+                                   info.get("initial_loss"))
         if not loss:
             continue
+        sps = []
+        for t in checkpoints:
+            if t not in s_by_step:
+                sps.append(None)
+                continue
+            reach = gl.flops_to_reach(flops, loss, s_by_step[t])
+            sps.append(None if reach == float("inf") else gl.speedup(t * f_target, reach))
         reach = gl.flops_to_reach(flops, loss, target)
-        info.update(curve={"flops": flops, "loss": loss}, final_loss=loss[-1],
-                    flops_to_scratch_loss=reach,
+        info.update(curve={"flops": flops, "loss": loss, "steps": steps}, final_loss=loss[-1],
+                    steps_done=steps[-1], flops_to_scratch_loss=reach, speedups=sps,
                     speedup=gl.speedup(f_scratch, reach) if reach != float("inf") else None)
-        sp = "n/a" if info["speedup"] is None else f"{100 * info['speedup']:+.1f}%"
-        print(f"{name:22s} {info['base_tokens']:9d} {info.get('initial_loss', float('nan')):7.3f} "
-              f"{loss[-1]:7.4f} {reach:11.3e} {sp:>9s}")
+        cells = " ".join(f"{'n/a' if v is None else f'{100 * v:+.0f}%':>8s}" for v in sps)
+        print(f"{name:20s} {info['base_tokens']:8d} {info.get('initial_loss', float('nan')):6.3f} "
+              f"{steps[-1]:4d}/{info['steps']:<4d} {loss[-1]:6.3f} {cells}")
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "gstack_growth.json"), "w") as f:
         json.dump(results, f, indent=1)
@@ -169,7 +184,7 @@ def plot(results, path):
         ax.set_ylabel("validation loss (nats/byte)")
         if zoom:
             final = results["scratch"]["final_loss"]
-            ax.set_ylim(final - 0.15, final + 0.6)
+            ax.set_ylim(final - 0.25, final + 0.5)
             ax.set_xlim(0.4 * sc["flops"][-1], 1.02 * sc["flops"][-1])
             ax.set_title("zoom: the end of the budget")
         else:

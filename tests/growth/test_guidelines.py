@@ -33,3 +33,14 @@ def test_speedup_and_flops_to_reach():
     assert gl.flops_to_reach(flops, losses, 2.5) == pytest.approx(15.0)
     assert gl.flops_to_reach(flops, losses, 4.5) == 0.0
     assert math.isinf(gl.flops_to_reach(flops, losses, 1.0))
+
+
+def test_decoder_flops_count_every_matmul_but_the_embedding_lookup():
+    import numpy as np
+
+    params = {"embed": {"embedding": np.zeros((264, 128))}, "head": {"kernel": np.zeros((128, 264))},
+              "layers": {"w": np.zeros((8, 128, 100))}, "final_norm": {"scale": np.zeros((1, 128))}}
+    n = 128 * 264 + 8 * 128 * 100 + 128
+    assert gl.decoder_train_flops_per_token(params, 8, 64, 128) == 6 * n + 6 * 8 * 64 * 128
+    tied = {k: v for k, v in params.items() if k != "head"}  # the head is embed^T
+    assert gl.decoder_train_flops_per_token(tied, 8, 64, 128) == 6 * n + 6 * 8 * 64 * 128
