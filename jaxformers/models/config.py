@@ -121,12 +121,12 @@ class ModelConfig:
         default_factory=LinearAttentionOptions
     )
     gla: GLAOptions = dataclasses.field(default_factory=GLAOptions)
+    lsa: LSAOptions = dataclasses.field(default_factory=LSAOptions)
     moe: MoEOptions = dataclasses.field(default_factory=MoEOptions)
     pattention: PattentionOptions = dataclasses.field(default_factory=PattentionOptions)
     mot: MoTOptions = dataclasses.field(default_factory=MoTOptions)
 
     # Derived sizes ---------------------------------------------------------------------------
-    lsa: LSAOptions = dataclasses.field(default_factory=LSAOptions)
     @property
     def kv_heads(self) -> int:
         return self.num_heads if self.num_kv_heads is None else self.num_kv_heads

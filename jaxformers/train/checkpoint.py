@@ -20,13 +20,19 @@ def checkpoint_dir(workdir: str) -> str:
     return os.path.join(os.path.abspath(workdir), "checkpoints")
 
 
-def make_manager(workdir: str, *, keep: int = 2, save_interval_steps: int = 1):
+def make_manager(workdir: str, *, keep: int = 2, save_interval_steps: int = 1, read_only: bool = False):
+    """The one writer of a workdir deletes partial saves left by a killed run; readers never do.
+
+    Orbax deletes tmp directories in a background thread; two managers doing it at once race on
+    the same files, so read-only managers (latest_step, load_variables) leave them alone.
+    """
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep,
-        save_interval_steps=save_interval_steps,
-        cleanup_tmp_directories=True,
-        enable_async_checkpointing=True,
-        create=True,
+        max_to_keep=None if read_only else keep,
+        save_interval_steps=0 if read_only else save_interval_steps,
+        cleanup_tmp_directories=not read_only,
+        enable_async_checkpointing=not read_only,
+        create=not read_only,
+        read_only=read_only,
     )
     handlers = {
         "variables": ocp.StandardCheckpointHandler(),
@@ -86,7 +92,7 @@ def restore_state(manager, step: int, abstract_state, state_shardings):
 def latest_step(workdir: str) -> int | None:
     if not os.path.isdir(checkpoint_dir(workdir)):
         return None
-    manager = make_manager(workdir)
+    manager = make_manager(workdir, read_only=True)
     try:
         return manager.latest_step()
     finally:
@@ -101,7 +107,7 @@ def load_variables(workdir: str, step: int | None = None, sharding=None):
     """
     if not os.path.isdir(checkpoint_dir(workdir)):
         raise FileNotFoundError(f"no checkpoints in workdir {workdir!r} (expected {checkpoint_dir(workdir)})")
-    manager = make_manager(workdir)
+    manager = make_manager(workdir, read_only=True)
     try:
         step = manager.latest_step() if step is None or step < 0 else step
         if step is None or step not in manager.all_steps():
