@@ -76,7 +76,7 @@ def main():
         step_s, flops, n_params, hidden = time_jax(d, args.batch, args.seq, args.steps)
         tokens = args.batch * args.seq
         row = dict(d=d, params=n_params, jax_step_s=step_s, jax_tokens_per_s=tokens / step_s,
-                   xla_flops_per_token=flops / tokens, mfu=flops / step_s / peak)
+                   matmul_flops_per_token=flops / tokens, mfu=flops / step_s / peak)
         try:  # benchmarks/ is on sys.path when this file runs as a script
             from torch_reference import time_train_steps
         except ImportError:
@@ -98,8 +98,9 @@ def main():
     print(f"peak float32 matmul (XLA, 2048^3): {peak / 1e9:.0f} GFLOP/s; load avg {os.getloadavg()}")
     print(f"{'d':>5} {'params':>9} {'jax tok/s':>10} {'MFU':>6} {'torch tok/s':>12} {'jax/torch':>9}")
     for r in rows:
+        torch_rate, ratio = r.get("torch_tokens_per_s", float("nan")), r.get("jax_over_torch", float("nan"))
         print(f"{r['d']:>5} {r['params']:>9} {r['jax_tokens_per_s']:>10.0f} {r['mfu']:>6.1%} "
-              f"{r.get('torch_tokens_per_s', float('nan')):>12.0f} {r.get('jax_over_torch', float('nan')):>9.2f}")
+              f"{torch_rate:>12.0f} {ratio:>9.2f}")
 
 
 if __name__ == "__main__":

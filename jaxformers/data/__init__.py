@@ -1,6 +1,7 @@
-"""Datasets as grain sources + batch specs. Importing registers them with `data.registry`."""
+"""Datasets as grain sources + batch specs. Importing registers them with `data.registry`.
 
-from jaxformers.data import text  # noqa: F401
-from jaxformers.data import mazes, maze_navigation  # noqa: F401  (MLM-U mazes + evaluator)
-from jaxformers.data import icl_regression  # noqa: F401
-from jaxformers.data import two_modality  # noqa: F401  (MoT: synthetic text/image, mazes)
+text: byte-level LM; mazes + maze_navigation: MLM-U mazes and their evaluator; icl_regression:
+in-context linear regression; two_modality: MoT's synthetic text/image data.
+"""
+
+from jaxformers.data import icl_regression, maze_navigation, mazes, text, two_modality  # noqa: F401

@@ -26,6 +26,7 @@ from jaxformers.train import checkpoint as ckpt
 from jaxformers.train import mesh as mesh_lib
 from jaxformers.train.config_base import validate_config
 from jaxformers.train.evaluators import get_evaluator
+from jaxformers.train.flops import matmul_flops
 from jaxformers.train.metrics import MetricsWriter
 from jaxformers.train.state import TrainState, create_state, learning_rate_schedule, make_optimizer
 
@@ -188,18 +189,11 @@ class Experiment:
         self.eval_step = jax.jit(eval_step, out_shardings=replicated)
 
     def compile_train_step(self, state, batch):
-        """Compile the step ahead of time once; returns (executable, FLOPs per step from XLA's
-        cost analysis over all devices, or 0.0 where the back end does not report it)."""
+        """Compile the step ahead of time once; returns (executable, matmul FLOPs per step over
+        all devices). FLOPs are counted on the jaxpr (train/flops.py), not by XLA's cost
+        analysis, which counts a scanned layer stack as one layer."""
         compiled = self.train_step.lower(state, batch).compile()
-        try:
-            analysis = compiled.cost_analysis()
-            if isinstance(analysis, list | tuple):
-                analysis = analysis[0]
-            flops = float(analysis.get("flops", 0.0)) * self.mesh.size
-        except Exception as e:  # cost analysis is best effort on some back ends
-            logging.warning("cost analysis failed: %s", e)
-            flops = 0.0
-        return compiled, flops
+        return compiled, float(matmul_flops(self.train_step, state, batch))
 
     def evaluate(self, variables, num_batches: int | None = None) -> dict:
         """Mean metrics over the first `num_batches` validation batches (+ evaluators)."""

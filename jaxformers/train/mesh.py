@@ -18,7 +18,8 @@ def maybe_initialize_distributed() -> None:
     """
     import os
 
-    cluster_env = ("JAX_COORDINATOR_ADDRESS", "TPU_WORKER_HOSTNAMES", "SLURM_NTASKS", "MEGASCALE_COORDINATOR_ADDRESS")
+    cluster_env = ("JAX_COORDINATOR_ADDRESS", "TPU_WORKER_HOSTNAMES", "SLURM_NTASKS",
+                   "MEGASCALE_COORDINATOR_ADDRESS")
     if any(v in os.environ for v in cluster_env) and not jax.distributed.is_initialized():
         jax.distributed.initialize()
 
