@@ -18,6 +18,9 @@ flags.DEFINE_float("temperature", 0.8, "0 = greedy.")
 flags.DEFINE_integer("top_k", 0, "Keep the k most likely tokens (0 = all).")
 flags.DEFINE_integer("num_samples", 1, "Samples to draw.")
 flags.DEFINE_integer("seed", 0, "Sampling seed.")
+flags.DEFINE_list("modality_boundaries", ["128"],
+                  "Multi-modality (MoT) models: token ids below the first boundary are modality 0, "
+                  "then 1, ... (the two_modality data: text < 128 <= image).")
 FLAGS = flags.FLAGS
 
 
@@ -30,7 +33,7 @@ def main(argv):
     from jaxformers.data.text import EOS_ID
     from jaxformers.models.config import model_config_from
     from jaxformers.models.registry import build_model
-    from jaxformers.models.sampling import generate
+    from jaxformers.models.sampling import ModalityByVocabRange, generate
     from jaxformers.train.checkpoint import load_variables
 
     config, variables, step = load_variables(FLAGS.workdir, FLAGS.step)
@@ -39,7 +42,9 @@ def main(argv):
     prompt = jnp.asarray(np.tile(prompt, (FLAGS.num_samples, 1)))
     out = generate(model, variables, prompt, jax.random.PRNGKey(FLAGS.seed),
                    max_new_tokens=FLAGS.max_new_tokens, temperature=FLAGS.temperature,
-                   top_k=FLAGS.top_k)
+                   top_k=FLAGS.top_k,
+                   modality_of_token=ModalityByVocabRange(
+                       tuple(int(b) for b in FLAGS.modality_boundaries)))
     print(f"# checkpoint step {step}")
     for row in np.asarray(out):
         data = bytes(int(t) if t < 256 else ord("\n") for t in row if t != EOS_ID)

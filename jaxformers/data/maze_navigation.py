@@ -4,7 +4,9 @@ Registered in `train.evaluators`, so `config.evaluators = ("maze_navigation",)` 
 nav_exact_match / nav_token_accuracy / nav_valid_path at every evaluation. The first
 `data.eval_mazes` validation mazes are decoded greedily, one token per step, left to right:
 the encoder-decoder (MLM-U) re-encodes the visible tokens each step (`encdec.greedy_decode`);
-a decoder-only model (next token) decodes with its KV cache (`sampling.generate`, temperature 0).
+a decoder-only model (next token) decodes with its KV cache (`sampling.generate`, temperature 0);
+a Mixture-of-Transformers decoder reads the prompt as modality 0 (description) and every
+generated token as modality 1 (path region), as data/two_modality.py's "mazes" variant trains it.
 Mazes are sorted by path length and batched, and each batch decodes a fixed number of steps
 (its longest path region, rounded up to 8), so each shape compiles once per run.
 """
@@ -24,8 +26,13 @@ def decode_paths(model, variables, prompts: np.ndarray, steps: int) -> np.ndarra
     if isinstance(model, encdec.EncoderDecoder):
         out = encdec.greedy_decode(model, variables, prompts, steps=steps)
     else:
+        routing = {}
+        if model.cfg.num_modalities > 1:
+            routing = dict(prompt_modality_ids=np.zeros_like(prompts),
+                           modality_of_token=sampling.ConstantModality(1))
         out = sampling.generate(model, variables, prompts, jax.random.PRNGKey(0),
-                                max_new_tokens=steps, temperature=0.0)[:, prompts.shape[1]:]
+                                max_new_tokens=steps, temperature=0.0,
+                                **routing)[:, prompts.shape[1]:]
     return np.asarray(jax.device_get(out))
 
 

@@ -70,3 +70,23 @@ def test_greedy_decoding_of_an_untrained_model_runs_for_both_model_families():
         metrics = evaluate_navigation(model, variables, tokens, N, batch_size=6)
         assert set(metrics) == {"exact_match", "token_accuracy", "valid_path"}
         assert 0.0 <= metrics["token_accuracy"] <= 1.0
+
+
+def test_mot_decoder_decodes_the_path_region_with_the_path_modality_weights():
+    from jaxformers.data.maze_navigation import decode_paths
+    from jaxformers.models.config import model_config_from
+    from jaxformers.models.registry import build_model
+
+    tokens = mazes.generate_mazes(3, N, seed=6)
+    p = mazes.prefix_len(N)
+    cfg = dict(vocab_size=mazes.vocab_size(N), embed_dim=16, num_layers=1, num_heads=2,
+               max_len=mazes.seq_len(N), num_modalities=2)
+    model = build_model("decoder", model_config_from(cfg))
+    modality = jnp.asarray(mazes.path_mask(tokens, N), jnp.int32)
+    variables = model.init(jax.random.PRNGKey(0), jnp.asarray(tokens), modality_ids=modality)
+    steps = 6
+    out = decode_paths(model, variables, tokens[:, :p], steps)
+    full = np.concatenate([tokens[:, :p], out], 1)
+    ids = np.concatenate([np.zeros((3, p), np.int32), np.ones((3, steps), np.int32)], 1)
+    logits = model.apply(variables, jnp.asarray(full[:, :-1]), modality_ids=jnp.asarray(ids[:, :-1]))
+    np.testing.assert_array_equal(np.asarray(logits[:, p - 1 :].argmax(-1)), out)
