@@ -1,6 +1,8 @@
-"""The absl entry points: a tiny run from the command line, flag errors, sampling a checkpoint."""
+"""The absl entry points: a tiny run from the command line, flag errors, sampling a checkpoint,
+growing it offline (launch/grow.py) and training the grown checkpoint."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -13,16 +15,37 @@ def _run(*args):
                           text=True, timeout=400)
 
 
-def test_train_then_sample_from_the_command_line(tmp_path):
-    train = _run("launch/train.py", "--config=configs/default.py:tiny", f"--workdir={tmp_path}",
-                 "--config.num_steps=4", "--config.eval_every=4", "--config.checkpoint_every=4",
-                 "--config.eval_batches=1", "--config.progress_bar=False")
+TINY = ("--config=configs/default.py:tiny", "--config.eval_every=4", "--config.checkpoint_every=4",
+        "--config.eval_batches=1", "--config.progress_bar=False")
+
+
+def test_train_sample_grow_and_train_the_grown_checkpoint_from_the_command_line(tmp_path):
+    base, grown, bad = tmp_path / "base", tmp_path / "grown", tmp_path / "bad"
+    train = _run("launch/train.py", *TINY, f"--workdir={base}", "--config.num_steps=4")
     assert train.returncode == 0, train.stderr[-3000:]
     assert "final validation:" in train.stdout
-    sample = _run("launch/sample.py", f"--workdir={tmp_path}", "--prompt=def ",
+    sample = _run("launch/sample.py", f"--workdir={base}", "--prompt=def ",
                   "--max_new_tokens=8", "--temperature=0")
     assert sample.returncode == 0, sample.stderr[-3000:]
     assert "# checkpoint step 4" in sample.stdout and "def " in sample.stdout
+
+    # 2 -> 4 layers with G_zero: function preserving, so the logits must not move.
+    grow = _run("launch/grow.py", *TINY, "--config.model.num_layers=4", f"--source={base}",
+                "--transform=g_zero", f"--workdir={grown}")
+    assert grow.returncode == 0, grow.stderr[-3000:]
+    assert "2 layers" in grow.stdout and "4 layers" in grow.stdout
+    diff = float(re.search(r"on a validation batch: (\S+) \(function preserving\)",
+                           grow.stdout).group(1))
+    assert diff < 1e-4, grow.stdout
+    resumed = _run("launch/train.py", *TINY, "--config.model.num_layers=4",
+                   f"--workdir={grown}", "--config.num_steps=4")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "final validation:" in resumed.stdout
+
+    misfit = _run("launch/grow.py", *TINY, "--config.model.num_layers=3", f"--source={base}",
+                  "--transform=g_stack", f"--workdir={bad}")
+    assert misfit.returncode != 0
+    assert "num_layers=3 is not a multiple" in misfit.stderr
 
 
 def test_unknown_config_override_is_rejected_by_name(tmp_path):
