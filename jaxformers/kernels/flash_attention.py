@@ -210,7 +210,7 @@ def flash_attention(q, k, v, *, causal, segment_ids=None, scale=None, block_q=12
     length for short inputs.
     impl: "xla" (the ops/ reference), "pallas", "auto" (Pallas on GPU/TPU, XLA on CPU).
     options: `backend.KernelOptions` (Triton warps/stages, TPU VMEM limit, driver choice).
-    On a multi-device mesh call it per shard inside `jax.shard_map(..., check_vma=False)`.
+    On a multi-device mesh wrap it in `kernels.sharding.per_shard` (shard_map, check_vma=False).
     Shape/dtype/block errors are ValueErrors raised before anything is traced into Pallas.
     """
     resolved = backend.resolve_impl(impl)

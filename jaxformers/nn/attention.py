@@ -21,11 +21,16 @@ def attend(q, k, v, *, cfg: ModelConfig, segment_ids=None, mask=None, causal=Non
             q, k, v, causal=causal, segment_ids=segment_ids, mask=mask
         )
     from jaxformers.kernels.flash_attention import flash_attention  # late: kernels are optional
+    from jaxformers.kernels.sharding import per_shard
 
-    return flash_attention(
-        q, k, v, causal=causal, segment_ids=segment_ids, impl=cfg.attention.impl,
-        block_q=cfg.attention.block_q, block_kv=cfg.attention.block_kv,
-    )
+    def kernel(q, k, v, segment_ids):
+        return flash_attention(
+            q, k, v, causal=causal, segment_ids=segment_ids, impl=cfg.attention.impl,
+            block_q=cfg.attention.block_q, block_kv=cfg.attention.block_kv,
+        )
+
+    # Per device shard on a mesh: a pallas_call has no GSPMD partitioning (kernels/sharding.py).
+    return per_shard(kernel, q, k, v, segment_ids, head_dims=(2, 2, 2, None), out_head_dims=2)
 
 
 class KVCache(nn.Module):

@@ -134,10 +134,14 @@ class GatedLinearAttention(nn.Module):
         def run(initial_state):
             if initial_state is None and opt.impl != "xla":
                 from jaxformers.kernels.gla import gla  # late import: kernels are optional
+                from jaxformers.kernels.sharding import per_shard
 
-                res = gla(q, k, v, log_alpha, chunk_size=opt.chunk_size, initial_state=None,
-                          impl=opt.impl)
-                return res if isinstance(res, tuple) else (res, None)
+                def kernel(q, k, v, log_alpha):
+                    return gla(q, k, v, log_alpha, chunk_size=opt.chunk_size, impl=opt.impl)
+
+                # (out [B,T,H,Dv], state [B,H,Dk,Dv]) per device shard on a mesh.
+                return per_shard(kernel, q, k, v, log_alpha, head_dims=(2, 2, 2, 2),
+                                 out_head_dims=(2, 1))
             if t == 1 and initial_state is not None:
                 return la_ops.gla_recurrent(q, k, v, log_alpha, initial_state=initial_state)
             return la_ops.gla_chunked(

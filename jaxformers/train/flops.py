@@ -3,7 +3,8 @@
 XLA's `compiled.cost_analysis()` counts the body of a `while` loop once, so a decoder whose layers
 are stacked with `nn.scan` reports nearly the same FLOPs at every depth. This counter walks the
 jaxpr instead: every `dot_general` contributes 2 * batch * M * N * K, a `scan` multiplies its body
-by its length and a `pallas_call` its kernel body by its grid size. Only matmuls are counted (the
+by its length, a `pallas_call` its kernel body by its grid size and a `shard_map` its per-shard
+body by the number of shards (devices over its manual axes). Only matmuls are counted (the
 convention of MFU, e.g. PaLM appendix B): element-wise work and the optimizer update are not.
 A `while_loop` whose trip count is not static is counted once.
 """
@@ -34,6 +35,10 @@ def _loop_multiplier(eqn) -> int:
     if eqn.primitive.name == "pallas_call":
         grid = getattr(eqn.params.get("grid_mapping"), "grid", ()) or ()
         return math.prod(int(g) for g in grid)
+    if eqn.primitive.name == "shard_map":
+        mesh = eqn.params["mesh"]
+        axes = eqn.params.get("newly_manual_axes") or eqn.params.get("manual_axes") or ()
+        return math.prod(int(dict(zip(mesh.axis_names, mesh.axis_sizes))[a]) for a in axes)
     return 1
 
 

@@ -180,6 +180,18 @@ class Experiment:
                                 step=jnp.asarray(self.config.num_steps, jnp.int32), train=False)[1]
             return metrics
 
+        def in_mesh_context(step_fn):
+            """Trace with the mesh in context, so Pallas kernels run per device shard
+            (kernels/sharding.py); the computation's shardings are the explicit ones below."""
+
+            @functools.wraps(step_fn)
+            def traced(*args):
+                with jax.sharding.use_abstract_mesh(self.mesh.abstract_mesh):
+                    return step_fn(*args)
+
+            return traced
+
+        train_step, eval_step = in_mesh_context(train_step), in_mesh_context(eval_step)
         self.train_step = jax.jit(
             train_step,
             in_shardings=(self.state_shardings, batch_sh),

@@ -29,6 +29,16 @@ def test_cond_counts_the_most_expensive_branch():
     assert matmul_flops(f, True, x) == 2 * 4 * 8 * 4 + 2 * 4 * 4 * 8
 
 
+def test_shard_map_counts_its_body_once_per_shard():
+    from jax.sharding import PartitionSpec as P
+
+    mesh = jax.make_mesh((2, 2), ("a", "b"), devices=jax.devices()[:4],
+                         axis_types=(jax.sharding.AxisType.Auto,) * 2)
+    f = jax.shard_map(lambda x: x @ x.T, mesh=mesh, in_specs=P("a"), out_specs=P("a"))
+    # Each of the 4 devices multiplies its [4, 4] shard (replicated over "b").
+    assert matmul_flops(f, jnp.ones((8, 4))) == 4 * 2 * 4 * 4 * 4
+
+
 def _train_step_flops(num_layers):
     exp = Experiment(tiny_train_config(**{"model.num_layers": num_layers}))
     state = exp.fresh_state()
