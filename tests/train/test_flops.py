@@ -40,10 +40,9 @@ def test_shard_map_counts_its_body_once_per_shard():
 
 
 def _train_step_flops(num_layers):
+    """The loop's count (Experiment.compile_train_step), traced only: no XLA compile."""
     exp = Experiment(tiny_train_config(**{"model.num_layers": num_layers}))
-    state = exp.fresh_state()
-    batch = exp.global_batch(exp.example_batch)
-    return exp.compile_train_step(state, batch)[1]
+    return matmul_flops(exp.train_step, exp.abstract_state, exp.global_batch(exp.example_batch))
 
 
 def test_decoder_train_step_flops_grow_linearly_with_depth_and_match_6n():
@@ -52,7 +51,7 @@ def test_decoder_train_step_flops_grow_linearly_with_depth_and_match_6n():
     assert per_layer > 0
     np.testing.assert_allclose(f4 - f2, 2 * per_layer, rtol=1e-9)
     cfg = tiny_train_config()
-    params = Experiment(cfg).fresh_state().params["layers"]
+    params = Experiment(cfg).abstract_state.params["layers"]
     # Matmul kernels are [layers, modality, in, out]; norm scales [layers, modality, dim] are not.
     layer_params = sum(int(np.prod(x.shape[1:])) for x in jax.tree.leaves(params) if x.ndim == 4)
     tokens = cfg.batch_size * cfg.data.seq_len
