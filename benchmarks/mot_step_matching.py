@@ -81,7 +81,8 @@ def main():
 
     arg = f"size=small,variant={args.variant},steps={args.steps}"
     runs = {"dense": "mot_dense_baseline", "mot": "mot"}
-    suffix = f"_seed{args.seed}" if args.seed else ""
+    suffix = (f"_seed{args.seed}" if args.seed else "") + (
+        f"_{args.steps}steps" if args.steps != 300 else "")
     for key, config_name in runs.items():
         workdir = os.path.join(args.root, f"{args.variant}{suffix}_{key}")
         curves = validation_curves(workdir) if os.path.exists(workdir) else {}
