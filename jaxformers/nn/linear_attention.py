@@ -15,7 +15,10 @@ map, optional normaliser and a per-head RMSNorm of the output (fla's `output_nor
 
 Training and prefill use the chunked form; `ctx.decode` carries the recurrent state [B,H,Dk,Dv]
 in the "cache" collection (one token at a time with the recurrence, longer prompts chunked).
-Packed segments are not supported (the state would leak across documents): segment_ids raise.
+Packed documents: `ctx.segment_ids` reset the state at every document start (ops/
+linear_attention.py), in the XLA forms. The Pallas GLA kernel has no resets: impl="pallas" with
+segment_ids is an error, impl="auto" takes the XLA path for such batches. Decoding takes no
+segment_ids (one document per sequence).
 """
 
 import flax.linen as nn
@@ -66,12 +69,12 @@ def _check_chunk(field, c):
         raise ConfigError(f"model.{field}.chunk_size={c} must be a positive power of two")
 
 
-def _no_segments(ctx: Context, name: str):
-    if ctx.segment_ids is not None:
-        raise ValueError(
-            f"token_mixer={name!r} does not support segment_ids (packed documents): its state "
-            "would carry across documents; use unpacked batches"
-        )
+def _segments(ctx: Context, name: str):
+    """ctx.segment_ids for training / prefill; an error while decoding (one document per row)."""
+    if ctx.segment_ids is not None and ctx.decode:
+        raise ValueError(f"token_mixer={name!r}: decoding takes no segment_ids (one document per "
+                         "sequence); got segment_ids with decode=True")
+    return ctx.segment_ids
 
 
 class RecurrentState(nn.Module):
@@ -107,7 +110,10 @@ class GatedLinearAttention(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, ctx: Context) -> jax.Array:
         cfg, opt = self.cfg, self.cfg.gla
-        _no_segments(ctx, "gla")
+        segment_ids = _segments(ctx, "gla")
+        if segment_ids is not None and opt.impl == "pallas":
+            raise ValueError("model.gla.impl='pallas': the GLA kernel has no document resets; "
+                             "use impl='xla' or 'auto' with segment_ids (packed documents)")
         b, t, d = x.shape
         h = cfg.num_heads
         key_dim, value_dim = _gla_dims(cfg)
@@ -132,7 +138,7 @@ class GatedLinearAttention(nn.Module):
         q, k, v, log_alpha = (_heads(a, h) for a in (q, k, v, log_alpha))
 
         def run(initial_state):
-            if initial_state is None and opt.impl != "xla":
+            if initial_state is None and opt.impl != "xla" and segment_ids is None:
                 from jaxformers.kernels.gla import gla  # late import: kernels are optional
                 from jaxformers.kernels.sharding import per_shard
 
@@ -145,7 +151,8 @@ class GatedLinearAttention(nn.Module):
             if t == 1 and initial_state is not None:
                 return la_ops.gla_recurrent(q, k, v, log_alpha, initial_state=initial_state)
             return la_ops.gla_chunked(
-                q, k, v, log_alpha, chunk_size=opt.chunk_size, initial_state=initial_state
+                q, k, v, log_alpha, chunk_size=opt.chunk_size, initial_state=initial_state,
+                segment_ids=segment_ids,
             )
 
         if ctx.decode:
@@ -179,7 +186,7 @@ class LinearAttention(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, ctx: Context) -> jax.Array:
         cfg, opt = self.cfg, self.cfg.linear_attention
-        _no_segments(ctx, "linear_attention")
+        segment_ids = _segments(ctx, "linear_attention")
         b, t, d = x.shape
         h, hd = cfg.num_heads, cfg.qk_head_dim
         q = Projection(cfg, h * hd, axes=("embed", "q_heads"), name="query", role="q")(x, ctx)
@@ -192,7 +199,8 @@ class LinearAttention(nn.Module):
             if t == 1 and initial_state is not None:
                 return la_ops.linear_attention_recurrent(q, k, v, initial_state=initial_state, **kw)
             return la_ops.linear_attention_chunked(
-                q, k, v, chunk_size=opt.chunk_size, initial_state=initial_state, **kw
+                q, k, v, chunk_size=opt.chunk_size, initial_state=initial_state,
+                segment_ids=segment_ids, **kw
             )
 
         if ctx.decode:

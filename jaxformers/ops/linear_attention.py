@@ -15,6 +15,10 @@ and short sequences) and `*_chunked` (GLA §4.2: inter-chunk states + intra-chun
 function returns `(out, final_state)`; the state accumulates in float32 (float64 if the inputs
 are), the output has q's dtype. The chunked GLA never exponentiates a positive number, so it is
 safe for any gate strength (`_intra_chunk_scores`).
+
+Packed documents: `segment_ids` [B, T] (any ints, constant within a document). The state is reset
+to zero where the id changes, so no token sees another document; `initial_state` belongs to the
+first document. Every form equals running the documents one by one.
 """
 
 from collections.abc import Callable
@@ -66,52 +70,84 @@ def _zeros_state(q, v, dtype):
     return jnp.zeros((b, h, dk, v.shape[-1]), dtype)
 
 
+def _document_index(segment_ids, q):
+    """[B, T] int32: 0 for the first document, +1 at every change of segment id (a state reset).
+
+    None when segment_ids is None (one document)."""
+    if segment_ids is None:
+        return None
+    if segment_ids.shape != q.shape[:2]:
+        raise ValueError(f"segment_ids must be [B, T]={q.shape[:2]}; got {segment_ids.shape}")
+    change = segment_ids[:, 1:] != segment_ids[:, :-1]
+    change = jnp.concatenate([jnp.zeros_like(change[:, :1]), change], axis=1)
+    return jnp.cumsum(change.astype(jnp.int32), axis=1)
+
+
 # ------------------------------------------------------------------------------------------------
 # GLA: recurrent, parallel, chunked
 # ------------------------------------------------------------------------------------------------
-def gla_recurrent(q, k, v, log_alpha, *, scale=None, initial_state=None):
+def gla_recurrent(q, k, v, log_alpha, *, scale=None, initial_state=None, segment_ids=None):
     """GLA recurrence (Yang et al. 2024, eq. 2 / §4.1): one lax.scan step per token.
 
-    q, k, log_alpha: [B,T,H,Dk]; v: [B,T,H,Dv]; initial_state: [B,H,Dk,Dv] or None.
+    q, k, log_alpha: [B,T,H,Dk]; v: [B,T,H,Dv]; initial_state: [B,H,Dk,Dv] or None;
+    segment_ids: [B,T] or None (the state restarts at zero where the id changes).
     Returns (out [B,T,H,Dv] in q.dtype, final_state [B,H,Dk,Dv] in the compute dtype).
     """
     _check(q, k, v, log_alpha, initial_state)
     dt = _compute_dtype(q, k, v, log_alpha, initial_state)
     s0 = _zeros_state(q, v, dt) if initial_state is None else initial_state.astype(dt)
     qs = q.astype(dt) * _scale(q, scale)
+    doc = _document_index(segment_ids, q)
+    reset = jnp.zeros(q.shape[:2], bool) if doc is None else jnp.diff(doc, axis=1, prepend=0) > 0
 
     def step(state_BHKV, inputs):
-        q_t, k_t, v_t, g_t = inputs  # [B,H,K], [B,H,K], [B,H,V], [B,H,K]
-        state_BHKV = jnp.exp(g_t)[..., None] * state_BHKV + k_t[..., None] * v_t[..., None, :]
+        q_t, k_t, v_t, g_t, reset_t = inputs  # [B,H,K], [B,H,K], [B,H,V], [B,H,K], [B]
+        keep = jnp.where(reset_t[:, None, None], 0.0, jnp.exp(g_t)).astype(dt)
+        state_BHKV = keep[..., None] * state_BHKV + k_t[..., None] * v_t[..., None, :]
         return state_BHKV, jnp.einsum("bhk,bhkv->bhv", q_t, state_BHKV)
 
     xs = [jnp.swapaxes(x.astype(dt), 0, 1) for x in (qs, k, v, log_alpha)]
-    final, out_TBHV = jax.lax.scan(step, s0, xs)
+    final, out_TBHV = jax.lax.scan(step, s0, xs + [jnp.swapaxes(reset, 0, 1)])
     return jnp.swapaxes(out_TBHV, 0, 1).astype(q.dtype), final
 
 
-def gla_parallel(q, k, v, log_alpha, *, scale=None, initial_state=None):
+def gla_parallel(q, k, v, log_alpha, *, scale=None, initial_state=None, segment_ids=None):
     """Quadratic GLA with exact pairwise decays (GLA §4.2's "generalized matmul").
 
     o_t = scale * sum_{j<=t} sum_d q_td k_jd exp(G_td - G_jd) v_j + scale * (q_t * exp(G_t)) S_0
-    with G the cumulative log gate. Materialises [B,H,T,T,Dk]: a test oracle, not for long T.
+    with G the cumulative log gate; with segment_ids only j in t's document (and S_0 only in the
+    first). Materialises [B,H,T,T,Dk]: a test oracle, not for long T.
     """
     _check(q, k, v, log_alpha, initial_state)
     dt = _compute_dtype(q, k, v, log_alpha, initial_state)
     q, k, v, g = (x.astype(dt) for x in (q, k, v, log_alpha))
-    t = q.shape[1]
     cum_BTHK = jnp.cumsum(g, axis=1)
-    causal = jnp.tril(jnp.ones((t, t), bool))
+    visible, first_doc, last_doc = _document_masks(segment_ids, q)
     diff = cum_BTHK[:, :, None] - cum_BTHK[:, None, :]  # [B, Tq, Tk, H, K]
-    diff = jnp.where(causal[None, :, :, None, None], diff, 0.0)
+    diff = jnp.where(visible[:, :, :, None, None], diff, 0.0)
     scores = jnp.einsum("bthk,bshk,btshk->bhts", q, k, jnp.exp(diff))
-    scores = jnp.where(causal, scores, 0.0) * _scale(q, scale)
+    scores = jnp.where(visible[:, None], scores, 0.0) * _scale(q, scale)
     out = jnp.einsum("bhts,bshv->bthv", scores, v)
     s0 = _zeros_state(q, v, dt) if initial_state is None else initial_state.astype(dt)
-    out = out + _scale(q, scale) * jnp.einsum("bthk,bhkv->bthv", q * jnp.exp(cum_BTHK), s0)
-    decay_T = jnp.exp(cum_BTHK[:, -1:] - cum_BTHK)  # [B,T,H,K], exponent <= 0
-    final = jnp.exp(cum_BTHK[:, -1])[..., None] * s0 + jnp.einsum("bthk,bthv->bhkv", k * decay_T, v)
+    from_s0 = q * jnp.exp(cum_BTHK) * first_doc[:, :, None, None]
+    out = out + _scale(q, scale) * jnp.einsum("bthk,bhkv->bthv", from_s0, s0)
+    decay_T = jnp.exp(cum_BTHK[:, -1:] - cum_BTHK) * last_doc[:, :, None, None]  # exponent <= 0
+    s0_decay = jnp.exp(cum_BTHK[:, -1]) * first_doc[:, -1, None, None]
+    final = s0_decay[..., None] * s0 + jnp.einsum("bthk,bthv->bhkv", k * decay_T, v)
     return out.astype(q.dtype), final
+
+
+def _document_masks(segment_ids, q):
+    """(visible [B,Tq,Tk]: causal and same document, first_doc [B,T]: token is in the initial
+    state's document, last_doc [B,T]: token is in the final state's document), float masks."""
+    b, t = q.shape[:2]
+    causal = jnp.tril(jnp.ones((t, t), bool))[None]
+    doc = _document_index(segment_ids, q)
+    if doc is None:
+        ones = jnp.ones((b, t), q.dtype)
+        return jnp.broadcast_to(causal, (b, t, t)), ones, ones
+    visible = causal & (doc[:, :, None] == doc[:, None, :])
+    return visible, (doc == 0).astype(q.dtype), (doc == doc[:, -1:]).astype(q.dtype)
 
 
 def _pad_time(x, t_pad):
@@ -175,13 +211,40 @@ def _chunk_states(k_decayed, v, chunk_decay, s0):
     return jnp.moveaxis(before, 0, 1), final
 
 
-def gla_chunked(q, k, v, log_alpha, *, chunk_size=64, scale=None, initial_state=None):
+def _chunk_document_masks(segment_ids, q, n, c, t_pad, dtype):
+    """Per-chunk document masks for the chunked forms, or None for one document.
+
+    carry [B,N,C,1,1]: the token continues the document of the state entering its chunk;
+    to_state [B,N,C,1,1]: the token is in the chunk's last document (reaches the next state);
+    keep [B,N,1,1]: no reset inside the chunk (the entering state survives it);
+    same [B,N,1,C,C]: query and key tokens are in the same document.
+    """
+    doc = _document_index(segment_ids, q)
+    if doc is None:
+        return None
+    b = q.shape[0]
+    doc = jnp.pad(doc, ((0, 0), (0, t_pad)), mode="edge").reshape(b, n, c)
+    last = doc[:, :, -1]
+    entering = jnp.concatenate([jnp.zeros_like(last[:, :1]), last[:, :-1]], axis=1)
+    as_float = lambda m: m.astype(dtype)  # noqa: E731
+    return dict(
+        carry=as_float(doc == entering[:, :, None])[..., None, None],
+        to_state=as_float(doc == last[:, :, None])[..., None, None],
+        keep=as_float(last == entering)[..., None, None],
+        same=as_float(doc[:, :, :, None] == doc[:, :, None, :])[:, :, None],
+    )
+
+
+def gla_chunked(q, k, v, log_alpha, *, chunk_size=64, scale=None, initial_state=None,
+                segment_ids=None):
     """Chunkwise-parallel GLA (Yang et al. 2024, §4.2 with secondary-level chunking).
 
     Per chunk [i] with within-chunk cumulative log gate L (restarted each chunk, <= 0):
         O_[i] = (scale Q ⊙ exp(L)) S_[i-1] + (P ⊙ M) V,    P from `_intra_chunk_scores`
         S_[i] = Diag(exp(L_C)) S_[i-1] + (K ⊙ exp(L_C - L))^T V
     Any T (zero-padded to a multiple of chunk_size: zero keys and zero log gates change nothing).
+    With segment_ids, M also requires the same document and S_[i-1] reaches only the tokens that
+    continue its document (`_chunk_document_masks`).
     chunk_size: a power of two; sub-chunks of min(16, chunk_size). Returns (out, final_state).
     """
     _check(q, k, v, log_alpha, initial_state)
@@ -199,9 +262,15 @@ def gla_chunked(q, k, v, log_alpha, *, chunk_size=64, scale=None, initial_state=
     cum = jnp.cumsum(g, axis=2)  # [B,N,C,H,K]
     total = cum[:, :, -1]  # [B,N,H,K]
     s0 = _zeros_state(q, v, dt) if initial_state is None else initial_state.astype(dt)
-    before, final = _chunk_states(ks * jnp.exp(total[:, :, None] - cum), vs, jnp.exp(total), s0)
+    docs = _chunk_document_masks(segment_ids, q, n, c, t_pad, dt)
+    k_dec, chunk_decay = ks * jnp.exp(total[:, :, None] - cum), jnp.exp(total)
+    if docs is not None:
+        k_dec, chunk_decay = k_dec * docs["to_state"], chunk_decay * docs["keep"]
+    before, final = _chunk_states(k_dec, vs, chunk_decay, s0)
     inter = jnp.einsum("bnchk,bnhkv->bnchv", qs * jnp.exp(cum), before)
     scores = _intra_chunk_scores(qs, ks, cum)
+    if docs is not None:
+        inter, scores = inter * docs["carry"], scores * docs["same"]
     intra = jnp.einsum("bnhrj,bnjhv->bnrhv", scores, vs)
     out = (inter + intra).reshape(b, n * c, h, dv)[:, :t]
     return out.astype(q.dtype), final
@@ -210,10 +279,12 @@ def gla_chunked(q, k, v, log_alpha, *, chunk_size=64, scale=None, initial_state=
 # ------------------------------------------------------------------------------------------------
 # Scalar-gated special cases: simple GLA and RetNet retention
 # ------------------------------------------------------------------------------------------------
-def simple_gla_chunked(q, k, v, log_gamma, *, chunk_size=64, scale=None, initial_state=None):
+def simple_gla_chunked(q, k, v, log_gamma, *, chunk_size=64, scale=None, initial_state=None,
+                       segment_ids=None):
     """GLA with one gate per head and token, log_gamma: [B,T,H] (<= 0). A scalar gate lets the
     intra-chunk decay be a [C,C] matrix exp(L_r - L_j) (masked), so no sub-chunking is needed
-    (fla `simple_gla`; Mamba-2 SSD). log_gamma = 0 is plain linear attention."""
+    (fla `simple_gla`; Mamba-2 SSD). log_gamma = 0 is plain linear attention. segment_ids: as
+    `gla_chunked`."""
     _check(q, k, v, log_gamma, initial_state, gate_shape="head")
     _check_chunk(chunk_size)
     dt = _compute_dtype(q, k, v, log_gamma, initial_state)
@@ -231,12 +302,17 @@ def simple_gla_chunked(q, k, v, log_gamma, *, chunk_size=64, scale=None, initial
     s0 = _zeros_state(q, v, dt) if initial_state is None else initial_state.astype(dt)
     k_dec = ks * jnp.exp(total[:, :, None] - cum)[..., None]
     chunk_decay = jnp.broadcast_to(jnp.exp(total)[..., None], (b, n, h, dk))
+    docs = _chunk_document_masks(segment_ids, q, n, c, t_pad, dt)
+    if docs is not None:
+        k_dec, chunk_decay = k_dec * docs["to_state"], chunk_decay * docs["keep"]
     before, final = _chunk_states(k_dec, vs, chunk_decay, s0)
     inter = jnp.einsum("bnchk,bnhkv->bnchv", qs * jnp.exp(cum)[..., None], before)
     causal = jnp.tril(jnp.ones((c, c), bool))
     diff = cum[:, :, :, None] - cum[:, :, None, :]  # [B,N,Cq,Ck,H]
     decay = jnp.exp(jnp.where(causal[None, None, :, :, None], diff, -jnp.inf))
     scores = jnp.einsum("bnrhk,bnjhk,bnrjh->bnhrj", qs, ks, decay)
+    if docs is not None:
+        inter, scores = inter * docs["carry"], scores * docs["same"]
     intra = jnp.einsum("bnhrj,bnjhv->bnrhv", scores, vs)
     out = (inter + intra).reshape(b, n * c, h, dv)[:, :t]
     return out.astype(q.dtype), final
@@ -247,30 +323,32 @@ def _broadcast_head_gate(q, log_gamma):
     return jnp.broadcast_to(log_gamma[..., None], q.shape)
 
 
-def simple_gla_recurrent(q, k, v, log_gamma, *, scale=None, initial_state=None):
+def simple_gla_recurrent(q, k, v, log_gamma, *, scale=None, initial_state=None,
+                         segment_ids=None):
     """Scalar-gated GLA by the recurrence: `gla_recurrent` with the gate broadcast over Dk."""
-    return gla_recurrent(
-        q, k, v, _broadcast_head_gate(q, log_gamma), scale=scale, initial_state=initial_state
-    )
+    return gla_recurrent(q, k, v, _broadcast_head_gate(q, log_gamma), scale=scale,
+                         initial_state=initial_state, segment_ids=segment_ids)
 
 
-def simple_gla_parallel(q, k, v, log_gamma, *, scale=None, initial_state=None):
-    """O = (scale Q K^T ⊙ D) V with D_tj = exp(G_t - G_j) for j <= t (fla naive_parallel)."""
+def simple_gla_parallel(q, k, v, log_gamma, *, scale=None, initial_state=None, segment_ids=None):
+    """O = (scale Q K^T ⊙ D) V with D_tj = exp(G_t - G_j) for j <= t (fla naive_parallel), and j in
+    t's document when segment_ids are given."""
     _check(q, k, v, log_gamma, initial_state, gate_shape="head")
     dt = _compute_dtype(q, k, v, log_gamma, initial_state)
     q, k, v, g = (x.astype(dt) for x in (q, k, v, log_gamma))
-    t = q.shape[1]
     sc = _scale(q, scale)
     cum = jnp.cumsum(g, axis=1)  # [B,T,H]
-    causal = jnp.tril(jnp.ones((t, t), bool))
+    visible, first_doc, last_doc = _document_masks(segment_ids, q)
     diff = cum[:, :, None] - cum[:, None, :]  # [B,Tq,Tk,H]
-    decay = jnp.exp(jnp.where(causal[None, :, :, None], diff, -jnp.inf))
+    decay = jnp.exp(jnp.where(visible[..., None], diff, -jnp.inf))
     scores = jnp.einsum("bthk,bshk,btsh->bhts", q, k, decay) * sc
     out = jnp.einsum("bhts,bshv->bthv", scores, v)
     s0 = _zeros_state(q, v, dt) if initial_state is None else initial_state.astype(dt)
-    out = out + sc * jnp.einsum("bthk,bhkv->bthv", q * jnp.exp(cum)[..., None], s0)
-    decay_T = jnp.exp(cum[:, -1:] - cum)[..., None]
-    final = jnp.exp(cum[:, -1])[..., None, None] * s0 + jnp.einsum("bthk,bthv->bhkv", k * decay_T, v)
+    from_s0 = q * (jnp.exp(cum) * first_doc[..., None])[..., None]
+    out = out + sc * jnp.einsum("bthk,bhkv->bthv", from_s0, s0)
+    decay_T = (jnp.exp(cum[:, -1:] - cum) * last_doc[..., None])[..., None]
+    s0_decay = jnp.exp(cum[:, -1]) * first_doc[:, -1:]
+    final = s0_decay[..., None, None] * s0 + jnp.einsum("bthk,bthv->bhkv", k * decay_T, v)
     return out.astype(q.dtype), final
 
 
@@ -316,7 +394,8 @@ def apply_feature_map(x, feature_map):
     return FEATURE_MAPS[feature_map](x)
 
 
-def _linear_attention(form_fn, q, k, v, *, scale, initial_state, normalize, feature_map, eps):
+def _linear_attention(form_fn, q, k, v, *, scale, initial_state, normalize, feature_map, eps,
+                      segment_ids=None):
     """Shared wrapper: feature map, then (optionally) normalisation by a ones column in v.
 
     With normalize=True, o_t = q_t S_t / (q_t z_t + eps) with z_t = sum_{j<=t} phi(k_j) (eq. 6);
@@ -325,7 +404,8 @@ def _linear_attention(form_fn, q, k, v, *, scale, initial_state, normalize, feat
     q, k = apply_feature_map(q, feature_map), apply_feature_map(k, feature_map)
     if normalize:
         v = jnp.concatenate([v, jnp.ones(v.shape[:-1] + (1,), v.dtype)], axis=-1)
-    out, state = form_fn(q, k, v, scale=scale, initial_state=initial_state)
+    out, state = form_fn(q, k, v, scale=scale, initial_state=initial_state,
+                         segment_ids=segment_ids)
     if normalize:
         out = (out[..., :-1] / (out[..., -1:] + eps)).astype(out.dtype)
     return out, state
@@ -339,30 +419,30 @@ def _zero_gate(form):
 
 
 def linear_attention_recurrent(q, k, v, *, scale=None, initial_state=None, normalize=False,
-                               feature_map=None, eps=1e-6):
+                               feature_map=None, eps=1e-6, segment_ids=None):
     """Causal linear attention by the recurrence S_t = S_{t-1} + phi(k_t)^T v_t (eq. 4-6)."""
     return _linear_attention(_zero_gate(simple_gla_recurrent), q, k, v, scale=scale,
                              initial_state=initial_state, normalize=normalize,
-                             feature_map=feature_map, eps=eps)
+                             feature_map=feature_map, eps=eps, segment_ids=segment_ids)
 
 
 def linear_attention_parallel(q, k, v, *, scale=None, initial_state=None, normalize=False,
-                              feature_map=None, eps=1e-6):
+                              feature_map=None, eps=1e-6, segment_ids=None):
     """Causal linear attention as (phi(Q) phi(K)^T ⊙ M) V (quadratic in T)."""
     return _linear_attention(_zero_gate(simple_gla_parallel), q, k, v, scale=scale,
                              initial_state=initial_state, normalize=normalize,
-                             feature_map=feature_map, eps=eps)
+                             feature_map=feature_map, eps=eps, segment_ids=segment_ids)
 
 
 def linear_attention_chunked(q, k, v, *, chunk_size=64, scale=None, initial_state=None,
-                             normalize=False, feature_map=None, eps=1e-6):
+                             normalize=False, feature_map=None, eps=1e-6, segment_ids=None):
     """Causal linear attention chunkwise: inter-chunk state + masked intra-chunk matmul."""
     def form(q, k, v, log_gamma, **kw):
         return simple_gla_chunked(q, k, v, log_gamma, chunk_size=chunk_size, **kw)
 
     return _linear_attention(_zero_gate(form), q, k, v, scale=scale,
                              initial_state=initial_state, normalize=normalize,
-                             feature_map=feature_map, eps=eps)
+                             feature_map=feature_map, eps=eps, segment_ids=segment_ids)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -13,8 +13,8 @@ from jaxformers.models.decoder import Decoder
 def _model(mixer, **extra):
     cfg = model_config_from(
         dict(vocab_size=32, embed_dim=32, num_layers=2, num_heads=2, max_len=24,
-             token_mixer=mixer, gla=dict(chunk_size=8), linear_attention=dict(chunk_size=8),
-             **extra)
+             token_mixer=mixer, gla=dict(chunk_size=8), linear_attention=dict(chunk_size=8))
+        | extra
     )
     model = Decoder(cfg)
     tokens = jax.random.randint(jax.random.PRNGKey(0), (2, 20), 0, 32)
@@ -67,10 +67,28 @@ def test_bad_config_names_the_field():
                                linear_attention=dict(feature_map="tanh")))
 
 
-def test_segment_ids_are_rejected():
-    model, variables, tokens = _model("gla")
-    with pytest.raises(ValueError, match="segment_ids"):
+@pytest.mark.parametrize("mixer", ["gla", "linear_attention"])
+def test_packed_documents_equal_each_document_run_alone(mixer):
+    """segment_ids reset the recurrent state at each document start (the boundary at 11 falls
+    inside a chunk of 8), so a packed row equals its documents run separately."""
+    model, variables, tokens = _model(mixer)
+    segment_ids = jnp.broadcast_to((jnp.arange(20) >= 11).astype(jnp.int32), tokens.shape)
+    packed = model.apply(variables, tokens, segment_ids=segment_ids)
+    alone = jnp.concatenate([model.apply(variables, tokens[:, :11]),
+                             model.apply(variables, tokens[:, 11:])], axis=1)
+    np.testing.assert_allclose(packed, alone, atol=2e-6, rtol=1e-5)
+    assert not np.allclose(packed[:, 11:], model.apply(variables, tokens)[:, 11:], atol=1e-4)
+
+
+def test_segment_ids_errors_name_what_is_unsupported():
+    model, variables, tokens = _model("gla", gla=dict(chunk_size=16, impl="pallas"))
+    with pytest.raises(ValueError, match="model.gla.impl='pallas'"):
         model.apply(variables, tokens, segment_ids=jnp.zeros_like(tokens))
+    model, variables, tokens = _model("gla")
+    cache = sampling.init_cache(model, 2)
+    with pytest.raises(ValueError, match="decoding takes no segment_ids"):
+        model.apply(variables | {"cache": cache}, tokens[:, :3], decode=True, mutable=["cache"],
+                    segment_ids=jnp.zeros_like(tokens[:, :3]))
 
 
 def test_gla_kernel_dispatch_matches_the_xla_path():

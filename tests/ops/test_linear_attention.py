@@ -200,3 +200,60 @@ def test_bad_inputs_name_the_argument():
         la.gla_chunked(q, k, v, g, initial_state=jnp.zeros((B, H, V, K)))
     with pytest.raises(ValueError, match="feature_map"):
         la.linear_attention_chunked(q, k, v, feature_map="tanh")
+
+
+# Row 0: three documents whose boundaries fall inside chunks of 8 and 16 (and one on a chunk
+# start, t=16); row 1: one document. Ids need not be sorted, only constant within a document.
+SEGMENTS = np.array([[3] * 10 + [1] * 6 + [7] * 14 + [2] * 7, [4] * T], np.int32)
+
+
+def _family(name, g):
+    """(recurrent, parallel, chunked(chunk)) of one family, as fn(q, k, v, **kw)."""
+    if name == "gla":
+        return (lambda *a, **kw: J.gla_recurrent(*a, g, **kw),
+                lambda *a, **kw: J.gla_parallel(*a, g, **kw),
+                lambda c: lambda *a, **kw: J.gla_chunked(*a, g, chunk_size=c, **kw))
+    if name == "simple_gla":
+        gh = g[..., 0]
+        return (lambda *a, **kw: J.simple_gla_recurrent(*a, gh, **kw),
+                lambda *a, **kw: J.simple_gla_parallel(*a, gh, **kw),
+                lambda c: lambda *a, **kw: J.simple_gla_chunked(*a, gh, chunk_size=c, **kw))
+    kw0 = dict(normalize=True, feature_map="elu_plus_one")
+    return (lambda *a, **kw: J.linear_attention_recurrent(*a, **kw0, **kw),
+            lambda *a, **kw: J.linear_attention_parallel(*a, **kw0, **kw),
+            lambda c: lambda *a, **kw: J.linear_attention_chunked(*a, chunk_size=c, **kw0, **kw))
+
+
+@pytest.mark.parametrize("family", ["gla", "simple_gla", "linear_attention"])
+def test_packed_documents_equal_running_each_document_alone(family):
+    """segment_ids reset the state at every document start, in every form: the packed outputs
+    and final state equal the recurrence run on each document separately (the initial state
+    belongs to the first document)."""
+    with jax.enable_x64(True):
+        q, k, v, g, s0 = _inputs(gate_normalizer=1.0)
+        if family == "linear_attention":
+            s0 = jnp.concatenate([s0, jnp.ones(s0.shape[:-1] + (1,), s0.dtype)], -1)  # z column
+        for row in range(B):
+            seg = SEGMENTS[row]
+            starts = [0] + [i for i in range(1, T) if seg[i] != seg[i - 1]] + [T]
+            outs, state = [], s0[row:row + 1]
+            for doc, (lo, hi) in enumerate(zip(starts[:-1], starts[1:])):
+                recurrent = _family(family, g[row:row + 1, lo:hi])[0]
+                init = state if doc == 0 else jnp.zeros_like(state)
+                out, state = recurrent(q[row:row + 1, lo:hi], k[row:row + 1, lo:hi],
+                                       v[row:row + 1, lo:hi], initial_state=init)
+                outs.append(out)
+            want_out, want_state = jnp.concatenate(outs, axis=1), state
+            recurrent, parallel, chunked = _family(family, g[row:row + 1])
+            segs = jnp.asarray(seg[None])
+            for form in (recurrent, parallel, chunked(8), chunked(16)):
+                out, state = form(q[row:row + 1], k[row:row + 1], v[row:row + 1],
+                                  initial_state=s0[row:row + 1], segment_ids=segs)
+                _close(out, want_out)
+                _close(state, want_state)
+            if row == 0:
+                packed_row0 = want_out
+        # Without segment_ids row 0 mixes documents: after the first reset the outputs differ.
+        mixed = _family(family, g[:1])[0](q[:1], k[:1], v[:1], initial_state=s0[:1])[0]
+        np.testing.assert_array_equal(mixed[:, :10], packed_row0[:, :10])
+        assert not np.allclose(mixed[:, 10:], packed_row0[:, 10:])
