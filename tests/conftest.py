@@ -1,9 +1,18 @@
-"""8 simulated CPU devices for every test (must be set before jax is imported)."""
+"""8 simulated CPU devices for every test (must be set before jax is imported).
+
+The suite compiles hundreds of tiny programs, and LLVM's backend optimisation is most of each
+compile while buying nothing at these sizes. So tests, their subprocesses and the notebooks they
+execute compile with `--xla_backend_optimization_level=0`. The HLO is unchanged: fusion, layouts
+and every numerical claim checked against float64 oracles; only machine-code generation is -O0.
+That halves compile time (tiny MoE train run: 14.5 s -> 7.2 s).
+"""
 
 import os
 
+FAST_COMPILE = "--xla_backend_optimization_level=0"
+os.environ["JAXFORMERS_TEST_XLA_FLAGS"] = FAST_COMPILE  # read by subprocess launchers below
 os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+    os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count=8 {FAST_COMPILE}"
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAXFORMERS_COLAB_SMALL", "1")

@@ -15,10 +15,11 @@ NOTEBOOKS = sorted(glob.glob(os.path.join(COLABS, "*.ipynb")))
 def test_notebook_executes(path):
     nb = nbformat.read(path, as_version=4)
     os.environ["JAXFORMERS_COLAB_SMALL"] = "1"
-    os.environ.pop("XLA_FLAGS", None)  # notebooks run on the plain CPU device
+    saved = os.environ["XLA_FLAGS"]
+    os.environ["XLA_FLAGS"] = os.environ.get("JAXFORMERS_TEST_XLA_FLAGS", "")  # one CPU device
     client = NotebookClient(nb, timeout=600, kernel_name="python3",
                             resources={"metadata": {"path": COLABS}})
     try:
         client.execute()
     finally:
-        os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+        os.environ["XLA_FLAGS"] = saved

@@ -10,7 +10,8 @@ ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
 
 def _run(*args):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    flags = "--xla_force_host_platform_device_count=1 " + os.environ.get("JAXFORMERS_TEST_XLA_FLAGS", "")
+    env = dict(os.environ, XLA_FLAGS=flags)
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=400)
 

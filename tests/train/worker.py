@@ -12,7 +12,7 @@ import sys
 mode = sys.argv[1]
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=" + (
     "2" if mode == "multiprocess" else "8"
-)
+) + " " + os.environ.get("JAXFORMERS_TEST_XLA_FLAGS", "")
 os.environ["JAX_PLATFORMS"] = "cpu"
 
 import jax  # noqa: E402
