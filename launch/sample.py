@@ -18,9 +18,9 @@ flags.DEFINE_float("temperature", 0.8, "0 = greedy.")
 flags.DEFINE_integer("top_k", 0, "Keep the k most likely tokens (0 = all).")
 flags.DEFINE_integer("num_samples", 1, "Samples to draw.")
 flags.DEFINE_integer("seed", 0, "Sampling seed.")
-flags.DEFINE_list("modality_boundaries", ["128"],
+flags.DEFINE_list("modality_boundaries", [],
                   "Multi-modality (MoT) models: token ids below the first boundary are modality 0, "
-                  "then 1, ... (the two_modality data: text < 128 <= image).")
+                  "then 1, ... (default: the two_modality data's text/image split).")
 FLAGS = flags.FLAGS
 
 
@@ -31,6 +31,7 @@ def main(argv):
     import numpy as np
 
     from jaxformers.data.text import EOS_ID
+    from jaxformers.data.two_modality import TEXT_VOCAB
     from jaxformers.models.config import model_config_from
     from jaxformers.models.registry import build_model
     from jaxformers.models.sampling import ModalityByVocabRange, generate
@@ -44,7 +45,7 @@ def main(argv):
                    max_new_tokens=FLAGS.max_new_tokens, temperature=FLAGS.temperature,
                    top_k=FLAGS.top_k,
                    modality_of_token=ModalityByVocabRange(
-                       tuple(int(b) for b in FLAGS.modality_boundaries)))
+                       tuple(int(b) for b in FLAGS.modality_boundaries) or (TEXT_VOCAB,)))
     print(f"# checkpoint step {step}")
     for row in np.asarray(out):
         data = bytes(int(t) if t < 256 else ord("\n") for t in row if t != EOS_ID)

@@ -38,7 +38,7 @@ def _loop_multiplier(eqn) -> int:
     if eqn.primitive.name == "shard_map":
         mesh = eqn.params["mesh"]
         axes = eqn.params.get("newly_manual_axes") or eqn.params.get("manual_axes") or ()
-        return math.prod(int(dict(zip(mesh.axis_names, mesh.axis_sizes))[a]) for a in axes)
+        return math.prod(int(mesh.shape[a]) for a in axes)
     return 1
 
 

@@ -256,4 +256,3 @@ def test_kv_cache_generation_routes_each_token_through_its_modality(dispatch):
     assert not np.array_equal(only_text, out)
     with pytest.raises(ValueError, match="modality_of_token"):
         generate(model.module, params, prompt, jax.random.PRNGKey(0), max_new_tokens=2)
-
