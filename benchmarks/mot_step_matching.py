@@ -1,6 +1,7 @@
 """Dense vs Mixture-of-Transformers (K=2) at equal per-step FLOPs: the step-matching result.
 
-  python benchmarks/mot_step_matching.py [--steps=300] [--variant=synthetic] [--root=runs/mot_sm]
+  python benchmarks/mot_step_matching.py [--steps=300] [--variant=synthetic|mazes]
+      [--text=markov|corpus] [--seed=0] [--root=runs/mot_sm]
 
 Trains configs/mot_dense_baseline.py and configs/mot.py (same data, schedule, seed) with
 train.train_and_evaluate, then for each modality m and each dense validation loss L_d(s) finds the
@@ -73,15 +74,17 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--variant", default="synthetic")
+    parser.add_argument("--text", default="markov", help="synthetic variant's text: markov|corpus")
     parser.add_argument("--seed", type=int, default=0, help="model init and data order seed")
     parser.add_argument("--root", default=os.path.join(ROOT, "runs", "mot_step_matching"))
     parser.add_argument("--only", default="", help="train only 'dense' or 'mot' (for parallel runs)")
     args = parser.parse_args()
     from jaxformers.train import train_and_evaluate
 
-    arg = f"size=small,variant={args.variant},steps={args.steps}"
+    arg = f"size=small,variant={args.variant},text={args.text},steps={args.steps}"
     runs = {"dense": "mot_dense_baseline", "mot": "mot"}
-    suffix = (f"_seed{args.seed}" if args.seed else "") + (
+    suffix = ("_corpus" if args.text == "corpus" else "") + (
+        f"_seed{args.seed}" if args.seed else "") + (
         f"_{args.steps}steps" if args.steps != 300 else "")
     for key, config_name in runs.items():
         workdir = os.path.join(args.root, f"{args.variant}{suffix}_{key}")
@@ -104,7 +107,8 @@ def main():
     for k in runs:
         rows = read_metrics(os.path.join(args.root, f"{args.variant}{suffix}_{k}"), "train")
         train_rows[k] = rows[-1] if rows else {}
-    result = {"steps": args.steps, "variant": args.variant, "seed": args.seed, "modalities": {}}
+    result = {"steps": args.steps, "variant": args.variant, "text": args.text, "seed": args.seed,
+              "modalities": {}}
     for m in (0, 1):
         key = f"loss_m{m}"
         slope, pairs, final = step_matching(curves["dense"]["step"], curves["dense"][key],

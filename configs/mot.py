@@ -11,7 +11,8 @@ the grouped (sorted, tile-padded) dispatch, so per-step FLOPs match the dense ba
 training FLOPs/step, measured: see notes/issue_6.md).
 
 Presets: `:size=small` (default, the experiment), `:size=tiny` (seconds, smoke); `dispatch=select`
-for the simple compute-every-modality path (K times the projection FLOPs), `variant=mazes`.
+for the simple compute-every-modality path (K times the projection FLOPs), `variant=mazes`,
+`text=corpus` (real text as modality 0 instead of the Markov chain).
 Measured (300 steps, seed 0, shared 2-core CPU; notes/issue_6.md): equal FLOPs/step within 2.8%
 (3.40e9 vs dense 3.30e9, XLA-counted); final validation loss text 1.186 vs dense 1.195, image
 1.838 vs 1.896; step-matching slope 0.90 (text), 0.80 (image) -- benchmarks/results/
@@ -28,7 +29,8 @@ STEPS = {"tiny": 20, "small": 300}
 
 
 def mot_config(arg: str | None, num_modalities: int):
-    args = parse_config_arg(arg, size="small", dispatch="grouped", variant="synthetic", steps=0)
+    args = parse_config_arg(arg, size="small", dispatch="grouped", variant="synthetic",
+                            text="markov", steps=0)
     if args["size"] not in SIZES:
         raise ValueError(f"size={args['size']!r}; expected one of {sorted(SIZES)}")
     if args["variant"] not in ("synthetic", "mazes"):
@@ -41,7 +43,8 @@ def mot_config(arg: str | None, num_modalities: int):
         mot=dict(tile_size=64, groups=1),
     ))
     if args["variant"] == "synthetic":
-        c.data = dict(name="two_modality", variant="synthetic", seq_len=128, num_validation=128)
+        c.data = dict(name="two_modality", variant="synthetic", text_source=args["text"],
+                      seq_len=128, num_validation=128)
     else:  # 5x5 mazes: 81-token description (modality 0) + path (modality 1), seq 112
         c.data = dict(name="two_modality", variant="mazes", grid_n=5, num_train=20_000,
                       num_validation=256)

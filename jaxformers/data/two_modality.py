@@ -3,9 +3,12 @@
 `data.variant = "synthetic"` (default, needs nothing else) interleaves two token processes with
 disjoint vocabularies, in the spirit of Chameleon's text + image-token sequences (MoT §3.2):
 
-* modality 0, "text", ids [0, 128): a Markov chain of order `text_order` (1 by default; 2 hashes
-  the pair (a, b) into `text_contexts` contexts). Each context has 4 possible successors with
-  Dirichlet(1) weights.
+* modality 0, "text", ids [0, 128): `data.text_source = "markov"` (default) is a Markov chain of
+  order `text_order` (1 by default; 2 hashes the pair (a, b) into `text_contexts` contexts), each
+  context with 4 possible successors and Dirichlet(1) weights: a floor the model reaches within a
+  few hundred steps. `"corpus"` is real text instead: consecutive ASCII bytes of the text dataset's
+  corpus (data/text.py: the standard library's sources, split by file), bytes >= 128 mapped to
+  127. Its loss keeps falling with capacity, as Chameleon's text does.
 * modality 1, "image", ids [128, 256): `image_height` x `image_width` raster-scanned grids whose
   pixel copies the pixel above (p=0.6), is the left pixel + 1 (p=0.25) or is uniform (p=0.15).
   The row above the first row is a fixed map of the last text token ("caption"), so predicting an
@@ -25,6 +28,7 @@ target_modality_ids (of the target token: keys the per-modality losses loss_m0 /
 import numpy as np
 
 from jaxformers.data.registry import register_dataset
+from jaxformers.data import text as text_data
 from jaxformers.data.text import batched_iterator
 
 TEXT_VOCAB = 128
@@ -32,7 +36,7 @@ IMAGE_VOCAB = 128
 VOCAB = TEXT_VOCAB + IMAGE_VOCAB  # model.vocab_size must be >= this (the default 264 is)
 _SUCCESSORS = 4
 _P_ABOVE, _P_LEFT = 0.6, 0.25  # image pixel: copy above / left + 1 / else uniform
-_KEYS = {"name", "variant", "seq_len", "text_order", "text_contexts", "image_width", "image_height",
+_KEYS = {"name", "variant", "seq_len", "text_source", "text_order", "text_contexts", "image_width", "image_height",
          "num_validation", "process_seed", "grid_n", "num_train", "maze_seed"}
 
 
@@ -40,7 +44,8 @@ class TwoProcessSource:
     """Record i -> a fresh interleaved text / image sequence of seq_len + 1 tokens."""
 
     def __init__(self, *, seq_len: int, num_records: int, record_seed: int, process_seed: int = 0,
-                 text_order: int = 1, text_contexts: int = 1024, image_width: int = 8, image_height: int = 4):
+                 text_order: int = 1, text_contexts: int = 1024, image_width: int = 8,
+                 image_height: int = 4, text_stream: np.ndarray | None = None):
         if text_order not in (1, 2):
             raise ValueError(f"data.text_order={text_order}; expected 1 or 2")
         text_contexts = TEXT_VOCAB if text_order == 1 else text_contexts
@@ -51,6 +56,12 @@ class TwoProcessSource:
         self.seq_len, self.num_records, self.record_seed = seq_len, num_records, record_seed
         self.text_contexts, self.width, self.height = text_contexts, image_width, image_height
         self.text_order = text_order
+        if text_stream is not None:
+            if text_stream.size < 2 * (seq_len + 64):
+                raise ValueError(f"text corpus of {text_stream.size} bytes is too short for "
+                                 f"data.seq_len={seq_len}")
+            text_stream = np.where(text_stream < TEXT_VOCAB, text_stream, TEXT_VOCAB - 1)
+        self.text_stream = text_stream
 
     def __len__(self):
         return self.num_records
@@ -88,9 +99,15 @@ class TwoProcessSource:
     def __getitem__(self, index):
         rng = np.random.default_rng([self.record_seed, index])
         tokens, modality = [], []
+        if self.text_stream is not None:  # one document read on across the images
+            cursor = int(rng.integers(0, self.text_stream.size - self.seq_len - 64))
         while len(tokens) < self.seq_len + 1:
-            text = self._text(rng, tokens if modality and modality[-1] == 0 else [],
-                              int(rng.integers(16, 49)))
+            length = int(rng.integers(16, 49))
+            if self.text_stream is None:
+                text = self._text(rng, tokens if modality and modality[-1] == 0 else [], length)
+            else:
+                text = self.text_stream[cursor: cursor + length].tolist()
+                cursor += length
             tokens += text
             modality += [0] * len(text)
             image = self._image(rng, text[-1])
@@ -143,7 +160,8 @@ def _maze_source(data_config, split):
 
 @register_dataset("two_modality")
 def build_two_modality(data_config, *, split, seed, batch_size, process_index, process_count):
-    """data.variant: "synthetic" (seq_len, text_order 1, text_contexts 1024 (order 2 only),
+    """data.variant: "synthetic" (seq_len, text_source "markov" | "corpus", text_order 1,
+    text_contexts 1024 (order 2 only),
     image_width 8, image_height 4, num_validation 256 records, process_seed 0) or "mazes" (grid_n,
     num_train, num_validation, maze_seed, seq_len as in data/mazes.py)."""
     unknown = set(data_config.keys()) - _KEYS
@@ -151,6 +169,13 @@ def build_two_modality(data_config, *, split, seed, batch_size, process_index, p
         raise ValueError(f"unknown config key(s) data.{sorted(unknown)}; valid: {sorted(_KEYS)}")
     variant = data_config.get("variant", "synthetic")
     if variant == "synthetic":
+        text_source = data_config.get("text_source", "markov")
+        if text_source not in ("markov", "corpus"):
+            raise ValueError(f"data.text_source={text_source!r}; expected 'markov' or 'corpus'")
+        stream = None
+        if text_source == "corpus":
+            stream = text_data.load_token_stream(text_data.stdlib_files(), split=split,
+                                            validation_fraction=0.05, max_bytes=None)
         source = TwoProcessSource(
             seq_len=data_config.seq_len,
             num_records=2**31 - 1 if split == "train" else data_config.get("num_validation", 256),
@@ -160,6 +185,7 @@ def build_two_modality(data_config, *, split, seed, batch_size, process_index, p
             text_contexts=data_config.get("text_contexts", 1024),
             image_width=data_config.get("image_width", 8),
             image_height=data_config.get("image_height", 4),
+            text_stream=stream,
         )
     elif variant == "mazes":
         source = _maze_source(data_config, split)

@@ -41,6 +41,28 @@ def test_iterator_state_resumes_exactly_and_splits_differ():
     assert not np.array_equal(validation["inputs"], next(_iterator())["inputs"])
 
 
+def test_corpus_text_source_reads_consecutive_real_text_between_images():
+    batch = next(_iterator(text_source="corpus"))
+    text = batch["inputs"][batch["modality_ids"] == 0]
+    assert text.max() < TEXT_VOCAB
+    printable = np.isin(text, [9, 10, 13]) | ((text >= 32) & (text < 127))
+    assert printable.mean() > 0.95  # ASCII source code, not a synthetic chain
+    row, mod = batch["inputs"][0], batch["modality_ids"][0]
+    first_span_end = int(np.argmax(mod == 1))
+    next_span = row[first_span_end:][mod[first_span_end:] == 0]
+    # The text after an image continues the same document: the bytes on both sides of the image
+    # are consecutive in the corpus.
+    joined = bytes(row[:first_span_end].tolist() + next_span[:8].tolist())
+    from jaxformers.data.text import load_token_stream, stdlib_files
+
+    corpus = load_token_stream(stdlib_files(), split="train", validation_fraction=0.05,
+                               max_bytes=None)
+    corpus = np.where(corpus < TEXT_VOCAB, corpus, TEXT_VOCAB - 1).astype(np.uint8).tobytes()
+    assert joined in corpus
+    with pytest.raises(ValueError, match="data.text_source"):
+        _iterator(text_source="wiki")
+
+
 def test_image_rows_depend_on_the_caption_text_token():
     source = TwoProcessSource(seq_len=64, num_records=1, record_seed=0)
     a = source._image(np.random.default_rng(0), last_text=3)
