@@ -27,8 +27,8 @@ target_modality_ids (of the target token: keys the per-modality losses loss_m0 /
 
 import numpy as np
 
-from jaxformers.data.registry import register_dataset
 from jaxformers.data import text as text_data
+from jaxformers.data.registry import register_dataset
 from jaxformers.data.text import batched_iterator
 
 TEXT_VOCAB = 128
@@ -36,8 +36,8 @@ IMAGE_VOCAB = 128
 VOCAB = TEXT_VOCAB + IMAGE_VOCAB  # model.vocab_size must be >= this (the default 264 is)
 _SUCCESSORS = 4
 _P_ABOVE, _P_LEFT = 0.6, 0.25  # image pixel: copy above / left + 1 / else uniform
-_KEYS = {"name", "variant", "seq_len", "text_source", "text_order", "text_contexts", "image_width", "image_height",
-         "num_validation", "process_seed", "grid_n", "num_train", "maze_seed"}
+_KEYS = {"name", "variant", "seq_len", "text_source", "text_order", "text_contexts", "image_width",
+         "image_height", "num_validation", "process_seed", "grid_n", "num_train", "maze_seed"}
 
 
 class TwoProcessSource:
