@@ -75,6 +75,8 @@ def main():
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--variant", default="synthetic")
     parser.add_argument("--text", default="markov", help="synthetic variant's text: markov|corpus")
+    parser.add_argument("--moe4x", action="store_true",
+                        help="also train configs/mot_moe4x.py and step-match it against dense")
     parser.add_argument("--seed", type=int, default=0, help="model init and data order seed")
     parser.add_argument("--root", default=os.path.join(ROOT, "runs", "mot_step_matching"))
     parser.add_argument("--only", default="", help="train only 'dense' or 'mot' (for parallel runs)")
@@ -82,7 +84,8 @@ def main():
     from jaxformers.train import train_and_evaluate
 
     arg = f"size=small,variant={args.variant},text={args.text},steps={args.steps}"
-    runs = {"dense": "mot_dense_baseline", "mot": "mot"}
+    runs = {"dense": "mot_dense_baseline", "mot": "mot"} | (
+        {"moe4x": "mot_moe4x"} if args.moe4x else {})
     suffix = ("_corpus" if args.text == "corpus" else "") + (
         f"_seed{args.seed}" if args.seed else "") + (
         f"_{args.steps}steps" if args.steps != 300 else "")
@@ -109,14 +112,16 @@ def main():
         train_rows[k] = rows[-1] if rows else {}
     result = {"steps": args.steps, "variant": args.variant, "text": args.text, "seed": args.seed,
               "modalities": {}}
-    for m in (0, 1):
-        key = f"loss_m{m}"
-        slope, pairs, final = step_matching(curves["dense"]["step"], curves["dense"][key],
-                                            curves["mot"]["step"], curves["mot"][key])
-        result["modalities"][key] = {
-            "slope": slope, "final_loss_fraction": final, "pairs": pairs,
-            "dense_final": curves["dense"][key][-1], "mot_final": curves["mot"][key][-1],
-        }
+    for run in [k for k in runs if k != "dense"]:
+        table = result.setdefault("modalities" if run == "mot" else f"{run}_modalities", {})
+        for m in (0, 1):
+            key = f"loss_m{m}"
+            slope, pairs, final = step_matching(curves["dense"]["step"], curves["dense"][key],
+                                                curves[run]["step"], curves[run][key])
+            table[key] = {
+                "slope": slope, "final_loss_fraction": final, "pairs": pairs,
+                "dense_final": curves["dense"][key][-1], "mot_final": curves[run][key][-1],
+            }
     for k in runs:
         result[f"{k}_flops_per_step"] = train_rows[k].get("flops", 0.0) / max(
             train_rows[k].get("step", 1), 1)
@@ -126,13 +131,15 @@ def main():
     out = os.path.join(ROOT, "benchmarks", "results", f"mot_step_matching_{args.variant}{suffix}")
     with open(out + ".json", "w") as f:
         json.dump(result, f, indent=1)
-    print(f"{'modality':10s} {'dense final':>12s} {'MoT final':>10s} {'slope':>7s} {'final frac':>10s}")
-    for key, r in result["modalities"].items():
-        fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
-        print(f"{key:10s} {r['dense_final']:12.4f} {r['mot_final']:10.4f} {fmt(r['slope']):>7s} "
-              f"{fmt(r['final_loss_fraction']):>10s}")
-    print(f"FLOPs/step: dense {result['dense_flops_per_step']:.4g}, "
-          f"MoT {result['mot_flops_per_step']:.4g}")
+    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    for run in [k for k in runs if k != "dense"]:
+        table = result["modalities" if run == "mot" else f"{run}_modalities"]
+        print(f"{'modality':10s} {'dense final':>12s} {run + ' final':>12s} {'slope':>7s} "
+              f"{'final frac':>10s}")
+        for key, r in table.items():
+            print(f"{key:10s} {r['dense_final']:12.4f} {r['mot_final']:12.4f} "
+                  f"{fmt(r['slope']):>7s} {fmt(r['final_loss_fraction']):>10s}")
+    print("FLOPs/step: " + ", ".join(f"{k} {result[f'{k}_flops_per_step']:.4g}" for k in runs))
     plot(result, out + ".png")
 
 
@@ -145,17 +152,20 @@ def plot(result, path):
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     names = {"loss_m0": "modality 0", "loss_m1": "modality 1"}
     for ax, key in zip(axes[:2], ("loss_m0", "loss_m1")):
-        for run, style in (("dense", "-"), ("mot", "--")):
+        for run, style in (("dense", "-"), ("mot", "--"), ("moe4x", ":")):
+            if f"{run}_curves" not in result:
+                continue
             c = result[f"{run}_curves"]
             ax.plot(c["step"], c[key], style, label=run)
         ax.set(title=f"{names[key]} validation loss", xlabel="step", ylabel="nats/token")
         ax.legend()
     ax = axes[2]
-    for key, r in result["modalities"].items():
-        if r["pairs"]:
-            sd, sm = np.array(r["pairs"]).T
-            ax.plot(sd, sm, "o", label=f"{names[key]}: slope {r['slope']:.2f}")
-            ax.plot(sd, r["slope"] * sd, ":", color=ax.lines[-1].get_color())
+    for table, marker, run in (("modalities", "o", "MoT"), ("moe4x_modalities", "x", "MoE-4x")):
+        for key, r in result.get(table, {}).items():
+            if r["pairs"]:
+                sd, sm = np.array(r["pairs"]).T
+                ax.plot(sd, sm, marker, label=f"{run} {names[key]}: slope {r['slope']:.2f}")
+                ax.plot(sd, r["slope"] * sd, ":", color=ax.lines[-1].get_color())
     top = result["steps"]
     ax.plot([0, top], [0, top], "k-", lw=0.5, label="slope 1 (no gain)")
     ax.set(title="step matching", xlabel="dense step", ylabel="MoT steps to the same loss")

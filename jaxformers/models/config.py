@@ -63,6 +63,7 @@ class MoEOptions:
     expert_dim: int | None = None  # per-expert hidden width; default hidden_dim // num_experts
     router: str = "learned"  # learned | random_frozen (constants collection, never optimized)
     k: int = 2  # active experts when k_schedule="fixed"
+    gate: str = "topk_softmax"  # topk_softmax (renormalised over the k) | softmax (Switch, for k=1)
     k_schedule: str = "fixed"  # fixed | linear | linear_decrease (ops.moe.k_schedule)
     k_min: int = 1
     k_max: int | None = None  # None = num_experts

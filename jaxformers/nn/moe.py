@@ -60,6 +60,7 @@ def _validate(cfg: ModelConfig) -> None:
     n = opt.num_experts
     need(n >= 1, f"model.moe.num_experts={n} must be >= 1")
     need(opt.router in ROUTERS, f"model.moe.router={opt.router!r}; expected one of {ROUTERS}")
+    need(opt.gate in ops.GATES, f"model.moe.gate={opt.gate!r}; expected one of {ops.GATES}")
     need(opt.dispatch in DISPATCH, f"model.moe.dispatch={opt.dispatch!r}; expected one of {DISPATCH}")
     need(opt.k_schedule in ops.K_SCHEDULES,
          f"model.moe.k_schedule={opt.k_schedule!r}; expected one of {ops.K_SCHEDULES}")
@@ -152,7 +153,7 @@ class MoEFeedForward(nn.Module):
                      opt.load_balance_weight * ops.load_balancing_loss(logits, k))
 
         if opt.dispatch == "masked":
-            weights = ops.topk_softmax_combine(logits, k)
+            weights = ops.combine_weights(logits, k, opt.gate)
             return ops.moe_masked(x, weights, w1, b1, w2, b2, activation=opt.activation)
 
         seq = x.shape[-2]
@@ -161,7 +162,7 @@ class MoEFeedForward(nn.Module):
         def run(k_value: int):
             cap = ops.expert_capacity(seq, n, k_value, opt.capacity_factor)
             return ops.moe_dispatch(x3, l3, w1, b1, w2, b2, k=k_value, capacity=cap,
-                                    activation=opt.activation)
+                                    activation=opt.activation, gate=opt.gate)
 
         if k_static is not None:
             y = run(k_static)

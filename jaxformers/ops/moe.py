@@ -10,7 +10,11 @@ A dense FFN of width H becomes N experts of width H/N (methods.md §3.1 "Modular
     Expert_e(x) = act(x W1_e + b1_e) W2_e + b2_e
     y = Σ_{e ∈ topk(r(x))} softmax(r(x)_topk)_e · Expert_e(x)                (§3.1 "Combination")
 
-with router logits r(x) = x W_r + b_r. SMoE-Dropout keeps W_r, b_r frozen at their random init
+with router logits r(x) = x W_r + b_r (`gate="topk_softmax"`). The Switch gate
+(`gate="softmax"`, Switch Transformers §2.1) weights each chosen expert by its full-softmax
+probability p_e(x) = softmax(r(x))_e instead, unnormalised over the top k: at k = 1 the
+renormalised gate is the constant 1 and the router gets no gradient, the Switch gate is p_e(x).
+SMoE-Dropout keeps W_r, b_r frozen at their random init
 (`random_router_init`) and raises k linearly from k_min to k_max during training (`k_schedule`,
 §3.2); at evaluation any k may be chosen ("self-slimmable").
 
@@ -35,6 +39,7 @@ import jax.numpy as jnp
 
 ACTIVATIONS = {"relu": jax.nn.relu, "gelu": jax.nn.gelu, "silu": jax.nn.silu}
 K_SCHEDULES = ("fixed", "linear", "linear_decrease")
+GATES = ("topk_softmax", "softmax")
 
 
 # Routers ---------------------------------------------------------------------------------------
@@ -81,6 +86,17 @@ def topk_softmax_combine(logits: jax.Array, k) -> jax.Array:
     logits = logits.astype(jnp.float32)
     masked = jnp.where(topk_mask(logits, k), logits, -jnp.inf)
     return jax.nn.softmax(masked, axis=-1)
+
+
+def combine_weights(logits: jax.Array, k, gate: str = "topk_softmax") -> jax.Array:
+    """Combination weights [..., N] for `gate` in GATES (module docstring): the softmax over the k
+    largest logits, or the full softmax restricted to them (Switch §2.1, eq. 2)."""
+    if gate == "topk_softmax":
+        return topk_softmax_combine(logits, k)
+    if gate != "softmax":
+        raise ValueError(f"gate={gate!r}; expected one of {GATES}")
+    probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+    return jnp.where(topk_mask(logits, k), probs, 0.0)
 
 
 def k_schedule(step, total_steps: int, k_min: int, k_max: int, mode: str = "linear") -> jax.Array:
@@ -174,11 +190,11 @@ def dispatch_keep_mask(logits: jax.Array, k: int, capacity: int) -> jax.Array:
     return jax.vmap(one)(flat).reshape(logits.shape)
 
 
-def _dispatch_group(x, logits, w1, b1, w2, b2, *, k, capacity, activation):
+def _dispatch_group(x, logits, w1, b1, w2, b2, *, k, capacity, activation, gate):
     """One group: x [S, d], logits [S, N] -> [S, d]."""
     num_tokens, d = x.shape
     num_experts = w1.shape[0]
-    weights = topk_softmax_combine(logits, k)
+    weights = combine_weights(logits, k, gate)
     experts, position, keep = dispatch_slots(logits, k, capacity)
     slot = jnp.where(keep, experts * capacity + position, num_experts * capacity)  # OOB = drop
     token_ids = jnp.broadcast_to(jnp.arange(num_tokens, dtype=jnp.int32)[:, None], slot.shape)
@@ -198,7 +214,7 @@ def _dispatch_group(x, logits, w1, b1, w2, b2, *, k, capacity, activation):
 
 
 def moe_dispatch(x, logits, w1, b1, w2, b2, *, k: int, capacity: int,
-                 activation: str = "relu") -> jax.Array:
+                 activation: str = "relu", gate: str = "topk_softmax") -> jax.Array:
     """Capacity-based token dispatch. x [G, S, d] (G groups of S tokens), logits [G, S, N] ->
     [G, S, d]. k and capacity are static; expert FLOPs ∝ N · capacity."""
     if not isinstance(k, int):
@@ -207,7 +223,7 @@ def moe_dispatch(x, logits, w1, b1, w2, b2, *, k: int, capacity: int,
     if x.ndim != 3 or logits.shape != x.shape[:2] + (w1.shape[0],):
         raise ValueError(f"x {x.shape} must be [G, S, d] and logits {logits.shape} [G, S, N]")
     fn = lambda xg, lg: _dispatch_group(  # noqa: E731
-        xg, lg, w1, b1, w2, b2, k=k, capacity=capacity, activation=activation)
+        xg, lg, w1, b1, w2, b2, k=k, capacity=capacity, activation=activation, gate=gate)
     return jax.vmap(fn)(x, logits)
 
 

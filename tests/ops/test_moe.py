@@ -71,6 +71,20 @@ def test_topk_weights_sum_to_one_and_vanish_outside_the_top_k(k):
     np.testing.assert_array_equal(traced, weights)
 
 
+def test_switch_gate_is_the_full_softmax_probability_and_trains_the_router_at_k1():
+    logits = jax.random.normal(jax.random.PRNGKey(3), (6, N))
+    probs = jax.nn.softmax(logits, axis=-1)
+    switch = moe.combine_weights(logits, 1, "softmax")
+    np.testing.assert_allclose(switch.sum(-1), probs.max(-1), rtol=1e-6)
+    np.testing.assert_allclose(moe.combine_weights(logits, N, "softmax"), probs, rtol=1e-6)
+    # At k=1 the renormalised gate is the constant 1, so only the Switch gate moves the router.
+    gate_sum = lambda gate: lambda lg: jnp.sum(moe.combine_weights(lg, 1, gate) * jnp.arange(N))  # noqa: E731
+    assert float(jnp.abs(jax.grad(gate_sum("topk_softmax"))(logits)).max()) == 0.0
+    assert float(jnp.abs(jax.grad(gate_sum("softmax"))(logits)).max()) > 1e-3
+    with pytest.raises(ValueError, match="gate='noisy'"):
+        moe.combine_weights(logits, 1, "noisy")
+
+
 def test_ties_go_to_the_lower_expert_index():
     weights = moe.topk_softmax_combine(jnp.zeros((1, N)), 2)
     np.testing.assert_allclose(weights, [[0.5, 0.5, 0, 0]])
@@ -127,8 +141,10 @@ def test_dispatch_keep_mask_follows_gshard_order(k, capacity_factor):
                                   _reference_keep(np.asarray(logits), k, cap))
 
 
-@pytest.mark.parametrize("k,capacity_factor", [(2, 100.0), (1, 0.5), (3, 1.0)])
-def test_dispatch_equals_masked_values_and_gradients(k, capacity_factor):
+@pytest.mark.parametrize("k,capacity_factor,gate", [(2, 100.0, "topk_softmax"),
+                                                    (1, 0.5, "topk_softmax"), (3, 1.0, "topk_softmax"),
+                                                    (1, 1.0, "softmax")])
+def test_dispatch_equals_masked_values_and_gradients(k, capacity_factor, gate):
     """With capacity = S nothing is dropped; below it, dispatch == masked with dropped (token,
     expert) weights zeroed (dropped tokens get 0 from that expert, as in Switch/GShard)."""
     with jax.enable_x64(True):
@@ -139,12 +155,12 @@ def test_dispatch_equals_masked_values_and_gradients(k, capacity_factor):
 
         def via_dispatch(x, router, params):
             logits = moe.router_logits(x, router).astype(x.dtype)
-            return moe.moe_dispatch(x, logits, *params, k=k, capacity=cap)
+            return moe.moe_dispatch(x, logits, *params, k=k, capacity=cap, gate=gate)
 
         def via_masked(x, router, params):
             logits = moe.router_logits(x, router).astype(x.dtype)
             keep = jax.lax.stop_gradient(moe.dispatch_keep_mask(logits, k, cap))
-            weights = moe.topk_softmax_combine(logits, k).astype(x.dtype) * keep
+            weights = moe.combine_weights(logits, k, gate).astype(x.dtype) * keep
             return moe.moe_masked(x, weights, *params)
 
         via_dispatch, via_masked = jax.jit(via_dispatch), jax.jit(via_masked)
