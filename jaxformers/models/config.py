@@ -239,6 +239,28 @@ def from_mapping(cls, values: Mapping[str, Any], path: str = "model"):
     return cls(**kwargs)
 
 
+def default_config_dict(cls=ModelConfig):
+    """Every field of `cls` with its default, as a ConfigDict, so that any model field can be set
+    from the command line (`--config.model.mlp_dim=512`) even when the config file does not name
+    it. Fields that default to None become typed placeholders; nested options recurse."""
+    import ml_collections
+    from ml_collections.config_dict import placeholder
+
+    hints = typing.get_type_hints(cls)
+    out = ml_collections.ConfigDict()
+    for field in dataclasses.fields(cls):
+        hint = hints[field.name]
+        if dataclasses.is_dataclass(hint):
+            out[field.name] = default_config_dict(hint)
+            continue
+        default = field.default
+        if default is None:
+            options = [o for o in typing.get_args(hint) if o is not type(None)] or [object]
+            default = placeholder(typing.get_origin(options[0]) or options[0])
+        out[field.name] = default
+    return out
+
+
 def model_config_from(values: Mapping[str, Any]) -> ModelConfig:
     """ModelConfig from `config.model` (a ConfigDict or dict), validated."""
     if hasattr(values, "to_dict"):

@@ -7,6 +7,8 @@ in Python). `model` holds `ModelConfig` fields (validated by `models.config.mode
 
 import ml_collections
 
+from jaxformers.models.config import default_config_dict
+
 DEFAULT_SHARDING_RULES = (
     ("batch", ("data", "fsdp")),
     ("embed", "fsdp"),
@@ -24,9 +26,8 @@ DEFAULT_SHARDING_RULES = (
 def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.model_family = "decoder"
-    c.model = ml_collections.ConfigDict(
-        dict(vocab_size=264, embed_dim=128, num_layers=2, num_heads=4, max_len=128)
-    )
+    c.model = default_config_dict()  # every ModelConfig field, so any can be overridden
+    c.model.update(dict(vocab_size=264, embed_dim=128, num_layers=2, num_heads=4, max_len=128))
     c.data = ml_collections.ConfigDict(dict(name="text", seq_len=128))
     c.objective = "next_token"
     c.seed = 0

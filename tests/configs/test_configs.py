@@ -48,3 +48,28 @@ def test_config_resolves_and_builds_its_model(path):
                                               "dropout": jax.random.PRNGKey(2)})
     )
     assert jax.tree.leaves(shapes)
+
+
+def test_any_model_field_can_be_overridden_from_the_command_line():
+    """Fields a config file does not name (None defaults, nested options) still take flags, as in
+    `launch/train.py --config=configs/default.py --config.model.mlp_dim=504` (a fresh process,
+    since config_flags registers its override flags on the global FLAGS)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from absl import flags\n"
+        "from ml_collections import config_flags\n"
+        "from jaxformers.models.config import model_config_from\n"
+        "config_flags.DEFINE_config_file('config')\n"
+        "flags.FLAGS(sys.argv)\n"
+        "cfg = model_config_from(flags.FLAGS.config.model)\n"
+        "print(cfg.mlp_dim, cfg.hidden_dim, cfg.moe.expert_dim, cfg.attention.qk_norm)\n"
+    )
+    default = os.path.join(CONFIG_DIR, "default.py")
+    out = subprocess.run(
+        [sys.executable, "-c", script, f"--config={default}", "--config.model.mlp_dim=504",
+         "--config.model.moe.expert_dim=7", "--config.model.attention.qk_norm=True"],
+        capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["504", "504", "7", "True"]
