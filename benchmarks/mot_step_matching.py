@@ -63,6 +63,11 @@ def step_matching(dense_steps, dense_losses, mot_steps, mot_losses, min_fraction
     return slope, pairs, (None if final is None else final / last)
 
 
+def table_key(run: str) -> str:
+    """Result key of a run's step-matching table ("modalities" for MoT, as in earlier results)."""
+    return "modalities" if run == "mot" else f"{run}_modalities"
+
+
 def validation_curves(workdir):
     from jaxformers.train.metrics import read_metrics
 
@@ -113,7 +118,7 @@ def main():
     result = {"steps": args.steps, "variant": args.variant, "text": args.text, "seed": args.seed,
               "modalities": {}}
     for run in [k for k in runs if k != "dense"]:
-        table = result.setdefault("modalities" if run == "mot" else f"{run}_modalities", {})
+        table = result.setdefault(table_key(run), {})
         for m in (0, 1):
             key = f"loss_m{m}"
             slope, pairs, final = step_matching(curves["dense"]["step"], curves["dense"][key],
@@ -133,7 +138,7 @@ def main():
         json.dump(result, f, indent=1)
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     for run in [k for k in runs if k != "dense"]:
-        table = result["modalities" if run == "mot" else f"{run}_modalities"]
+        table = result[table_key(run)]
         print(f"{'modality':10s} {'dense final':>12s} {run + ' final':>12s} {'slope':>7s} "
               f"{'final frac':>10s}")
         for key, r in table.items():
@@ -160,11 +165,11 @@ def plot(result, path):
         ax.set(title=f"{names[key]} validation loss", xlabel="step", ylabel="nats/token")
         ax.legend()
     ax = axes[2]
-    for table, marker, run in (("modalities", "o", "MoT"), ("moe4x_modalities", "x", "MoE-4x")):
-        for key, r in result.get(table, {}).items():
+    for run, marker, label in (("mot", "o", "MoT"), ("moe4x", "x", "MoE-4x")):
+        for key, r in result.get(table_key(run), {}).items():
             if r["pairs"]:
                 sd, sm = np.array(r["pairs"]).T
-                ax.plot(sd, sm, marker, label=f"{run} {names[key]}: slope {r['slope']:.2f}")
+                ax.plot(sd, sm, marker, label=f"{label} {names[key]}: slope {r['slope']:.2f}")
                 ax.plot(sd, r["slope"] * sd, ":", color=ax.lines[-1].get_color())
     top = result["steps"]
     ax.plot([0, top], [0, top], "k-", lw=0.5, label="slope 1 (no gain)")

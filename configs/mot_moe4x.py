@@ -15,6 +15,8 @@ Presets: as configs/mot.py (size, variant, text, steps).
 import importlib.util
 import os
 
+from jaxformers.models.config import model_config_from
+
 _spec = importlib.util.spec_from_file_location(
     "_mot_config", os.path.join(os.path.dirname(os.path.abspath(__file__)), "mot.py"))
 _mot = importlib.util.module_from_spec(_spec)
@@ -25,7 +27,7 @@ NUM_EXPERTS = 4
 
 def get_config(arg: str | None = None):
     c = _mot.mot_config(arg, num_modalities=1)
-    swiglu_width = max(8, int(2 / 3 * 4 * c.model.embed_dim) // 8 * 8)  # ModelConfig.hidden_dim
+    swiglu_width = model_config_from(c.model).hidden_dim  # the dense baseline's FFN width
     c.model.feed_forward = "moe"
     c.model.moe = dict(num_experts=NUM_EXPERTS, expert_dim=swiglu_width * 3 // 2, k=1,
                        gate="softmax", router="learned", dispatch="dispatch",

@@ -20,6 +20,7 @@ PAD_ID = 256
 EOS_ID = 257
 BYTE_VOCAB = 258  # bytes + PAD + EOS; model.vocab_size must be >= this
 
+DEFAULT_VALIDATION_FRACTION = 0.05  # of the files, by hash of their path
 _TEXT_KEYS = {"name", "seq_len", "paths", "validation_fraction", "max_bytes", "seed"}
 
 
@@ -105,7 +106,7 @@ def build_text(data_config, *, split, seed, batch_size, process_index, process_c
     tokens = load_token_stream(
         resolve_files(data_config.get("paths")),
         split=split,
-        validation_fraction=data_config.get("validation_fraction", 0.05),
+        validation_fraction=data_config.get("validation_fraction", DEFAULT_VALIDATION_FRACTION),
         max_bytes=data_config.get("max_bytes"),
     )
     source = PackedWindows(tokens, data_config.seq_len)

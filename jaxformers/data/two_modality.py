@@ -8,7 +8,7 @@ disjoint vocabularies, in the spirit of Chameleon's text + image-token sequences
   context with 4 possible successors and Dirichlet(1) weights: a floor the model reaches within a
   few hundred steps. `"corpus"` is real text instead: consecutive ASCII bytes of the text dataset's
   corpus (data/text.py: the standard library's sources, split by file), bytes >= 128 mapped to
-  127. Its loss keeps falling with capacity, as Chameleon's text does.
+  127 (`corpus_text`); it has no floor within a CPU run's reach.
 * modality 1, "image", ids [128, 256): `image_height` x `image_width` raster-scanned grids whose
   pixel copies the pixel above (p=0.6), is the left pixel + 1 (p=0.25) or is uniform (p=0.15).
   The row above the first row is a fixed map of the last text token ("caption"), so predicting an
@@ -40,6 +40,15 @@ _KEYS = {"name", "variant", "seq_len", "text_source", "text_order", "text_contex
          "image_height", "num_validation", "process_seed", "grid_n", "num_train", "maze_seed"}
 
 
+def corpus_text(split: str) -> np.ndarray:
+    """The text dataset's default corpus for `split` (same file split), as text-modality ids:
+    ASCII bytes keep their value, everything else (non-ASCII bytes, EOS) becomes 127."""
+    stream = text_data.load_token_stream(
+        text_data.stdlib_files(), split=split,
+        validation_fraction=text_data.DEFAULT_VALIDATION_FRACTION, max_bytes=None)
+    return np.where(stream < TEXT_VOCAB, stream, TEXT_VOCAB - 1)
+
+
 class TwoProcessSource:
     """Record i -> a fresh interleaved text / image sequence of seq_len + 1 tokens."""
 
@@ -56,12 +65,10 @@ class TwoProcessSource:
         self.seq_len, self.num_records, self.record_seed = seq_len, num_records, record_seed
         self.text_contexts, self.width, self.height = text_contexts, image_width, image_height
         self.text_order = text_order
-        if text_stream is not None:
-            if text_stream.size < 2 * (seq_len + 64):
-                raise ValueError(f"text corpus of {text_stream.size} bytes is too short for "
-                                 f"data.seq_len={seq_len}")
-            text_stream = np.where(text_stream < TEXT_VOCAB, text_stream, TEXT_VOCAB - 1)
-        self.text_stream = text_stream
+        if text_stream is not None and text_stream.size < 2 * (seq_len + 64):
+            raise ValueError(f"text corpus of {text_stream.size} bytes is too short for "
+                             f"data.seq_len={seq_len}")
+        self.text_stream = text_stream  # text-modality ids (`corpus_text`), or None: Markov text
 
     def __len__(self):
         return self.num_records
@@ -161,8 +168,8 @@ def _maze_source(data_config, split):
 @register_dataset("two_modality")
 def build_two_modality(data_config, *, split, seed, batch_size, process_index, process_count):
     """data.variant: "synthetic" (seq_len, text_source "markov" | "corpus", text_order 1,
-    text_contexts 1024 (order 2 only),
-    image_width 8, image_height 4, num_validation 256 records, process_seed 0) or "mazes" (grid_n,
+    text_contexts 1024 (order 2 only), image_width 8, image_height 4, num_validation 256 records,
+    process_seed 0) or "mazes" (grid_n,
     num_train, num_validation, maze_seed, seq_len as in data/mazes.py)."""
     unknown = set(data_config.keys()) - _KEYS
     if unknown:
@@ -172,10 +179,7 @@ def build_two_modality(data_config, *, split, seed, batch_size, process_index, p
         text_source = data_config.get("text_source", "markov")
         if text_source not in ("markov", "corpus"):
             raise ValueError(f"data.text_source={text_source!r}; expected 'markov' or 'corpus'")
-        stream = None
-        if text_source == "corpus":
-            stream = text_data.load_token_stream(text_data.stdlib_files(), split=split,
-                                            validation_fraction=0.05, max_bytes=None)
+        stream = corpus_text(split) if text_source == "corpus" else None
         source = TwoProcessSource(
             seq_len=data_config.seq_len,
             num_records=2**31 - 1 if split == "train" else data_config.get("num_validation", 256),

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax.numpy as jnp
+import ml_collections
+from ml_collections.config_dict import placeholder
 
 
 class ConfigError(ValueError):
@@ -243,9 +245,6 @@ def default_config_dict(cls=ModelConfig):
     """Every field of `cls` with its default, as a ConfigDict, so that any model field can be set
     from the command line (`--config.model.mlp_dim=512`) even when the config file does not name
     it. Fields that default to None become typed placeholders; nested options recurse."""
-    import ml_collections
-    from ml_collections.config_dict import placeholder
-
     hints = typing.get_type_hints(cls)
     out = ml_collections.ConfigDict()
     for field in dataclasses.fields(cls):

@@ -6,7 +6,7 @@ import pytest
 
 from jaxformers.data import mazes
 from jaxformers.data.registry import get_dataset_builder
-from jaxformers.data.two_modality import TEXT_VOCAB, VOCAB, TwoProcessSource
+from jaxformers.data.two_modality import TEXT_VOCAB, VOCAB, TwoProcessSource, corpus_text
 
 
 def _iterator(split="train", **data):
@@ -53,12 +53,7 @@ def test_corpus_text_source_reads_consecutive_real_text_between_images():
     # The text after an image continues the same document: the bytes on both sides of the image
     # are consecutive in the corpus.
     joined = bytes(row[:first_span_end].tolist() + next_span[:8].tolist())
-    from jaxformers.data.text import load_token_stream, stdlib_files
-
-    corpus = load_token_stream(stdlib_files(), split="train", validation_fraction=0.05,
-                               max_bytes=None)
-    corpus = np.where(corpus < TEXT_VOCAB, corpus, TEXT_VOCAB - 1).astype(np.uint8).tobytes()
-    assert joined in corpus
+    assert joined in corpus_text("train").astype(np.uint8).tobytes()
     with pytest.raises(ValueError, match="data.text_source"):
         _iterator(text_source="wiki")
 
