@@ -399,7 +399,8 @@ def train_and_evaluate(config, workdir: str, devices=None, stop_at_step: int | N
                 break
         if pending is not None:
             finish_pending(pending)
-        if not last_eval and config.eval_every:
+        # A preempted run exits within the grace period; the resumed run evaluates.
+        if not last_eval and config.eval_every and not preempted["stop"]:
             last_eval = exp.evaluate(state.variables())
     finally:
         if manager is not None:

@@ -58,5 +58,8 @@ elif mode == "sigterm":
     threading.Thread(target=preempt, daemon=True).start()
     from jaxformers.train import train_and_evaluate
 
-    train_and_evaluate(tiny_train_config(num_steps=2000, checkpoint_every=1000, eval_every=0), workdir)
+    # eval_every past the SIGTERM: the end-of-run evaluation must not delay the exit.
+    last_eval = train_and_evaluate(
+        tiny_train_config(num_steps=2000, checkpoint_every=1000, eval_every=1500), workdir)
+    assert not last_eval, f"evaluated after SIGTERM: {last_eval}"
     print("exited cleanly")
