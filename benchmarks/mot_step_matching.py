@@ -84,7 +84,7 @@ def main():
                         help="also train configs/mot_moe4x.py and step-match it against dense")
     parser.add_argument("--seed", type=int, default=0, help="model init and data order seed")
     parser.add_argument("--batch_size", type=int, default=0,
-                        help="sequences per step for every run (0: the configs' 16)")
+                        help="sequences per step for every run (0: the configs' own)")
     parser.add_argument("--root", default=os.path.join(ROOT, "runs", "mot_step_matching"))
     parser.add_argument("--only", default="", help="train only 'dense' or 'mot' (for parallel runs)")
     args = parser.parse_args()

@@ -5,8 +5,9 @@
 A fidelity check of models/encdec.py + objectives/mlm_u.py. It is written from the paper's
 description (Nolte et al. 2024 §3.1-3.2; methods.md §5.2-5.4), including the parts where jaxformers
 differs: pre-LayerNorm with bias, a GELU MLP of width 4d, a bias on every linear map, and an LM head
-tied to the token embedding. It trains on the same maze splits with the same optimiser and schedule
-(AdamW, 5% warm-up, cosine to lr/25, clip 1, weight decay on matrices only) and scores held-out
+tied to the token embedding. Sizes, data and optimiser come from configs/maze_mlmu.py (the same
+preset the JAX run used): the same maze splits, AdamW with the config's learning-rate schedule
+(`train.state.learning_rate_schedule`), clip 1, weight decay on matrices only. It scores held-out
 mazes the same way (greedy, one token per forward pass, left to right; exact match of the path
 region). If this model learns much faster than the JAX one at the same budget, the JAX
 implementation or its architecture choices are at fault. Writes benchmarks/results/torch_past_*.json.
@@ -15,7 +16,6 @@ Needs PyTorch, which is not a jaxformers dependency: `pip install torch` (the CP
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -28,7 +28,9 @@ from torch import nn
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from configs.maze_mlmu import get_config  # noqa: E402
 from jaxformers.data import mazes  # noqa: E402
+from jaxformers.train.state import learning_rate_schedule  # noqa: E402
 
 
 def rope(x, positions, base=10000.0):
@@ -97,14 +99,6 @@ def mlm_u_batch(tokens, n, rng):
     return prefix | (path & shown), path & ~shown
 
 
-def schedule(step, steps, lr):
-    warm = max(1, steps // 20)
-    if step < warm:
-        return lr * step / warm
-    frac = (step - warm) / max(1, steps - warm)
-    return lr / 25 + (lr - lr / 25) * 0.5 * (1 + math.cos(math.pi * frac))
-
-
 @torch.no_grad()
 def greedy_exact_match(model, tokens, n):
     """Held-out navigation accuracy: decode the path region left to right, one token per pass."""
@@ -127,13 +121,11 @@ def greedy_exact_match(model, tokens, n):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--grid", type=int, default=3)
+    parser.add_argument("--size", default="small", help="configs/maze_mlmu.py size preset")
     parser.add_argument("--steps", type=int, default=2000, help="length of the lr schedule")
     parser.add_argument("--stop_after", type=int, default=0, help="end early (0: at --steps)")
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--d", type=int, default=128)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--layers", type=int, default=4, help="per stack (the paper's n_layer)")
     parser.add_argument("--num_train", type=int, default=20_000)
     parser.add_argument("--eval_every", type=int, default=250)
     parser.add_argument("--eval_mazes", type=int, default=256)
@@ -143,12 +135,16 @@ def main():
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
-    n, rng = args.grid, np.random.default_rng(args.seed)
-    splits = mazes.maze_splits(n, args.num_train, 2000, 42)
-    length = mazes.seq_len(n)
-    pad = lambda t: np.pad(t, ((0, 0), (0, length - t.shape[1])))  # noqa: E731
-    train, held_out = pad(splits["train"]), pad(splits["validation"][: args.eval_mazes])
-    model = PAST(-(-mazes.vocab_size(n) // 8) * 8, args.d, args.heads, args.layers)
+    config = get_config(f"grid={args.grid},size={args.size},steps={args.steps}")
+    config.learning_rate, config.data.num_train = args.lr, args.num_train
+    o = mazes.data_options(config.data)
+    n, length, rng = o["n"], o["length"], np.random.default_rng(args.seed)
+    splits = mazes.maze_splits(n, o["num_train"], o["num_validation"], o["seed"])
+    train = mazes.MazeSource(splits["train"], n, length).tokens
+    held_out = mazes.MazeSource(splits["validation"][: args.eval_mazes], n, length).tokens
+    m = config.model
+    model = PAST(m.vocab_size, m.embed_dim, m.num_heads, m.num_layers)
+    learning_rates = np.asarray(learning_rate_schedule(config)(np.arange(args.steps)))
     matrices = [p for p in model.parameters() if p.dim() >= 2]
     others = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": matrices, "weight_decay": 1e-4},
@@ -166,7 +162,7 @@ def main():
         ce = F.cross_entropy(logits.transpose(1, 2), target, reduction="none")
         loss = (ce * weight).sum() / weight.sum().clamp(min=1)
         for group in opt.param_groups:
-            group["lr"] = schedule(step - 1, args.steps, args.lr)
+            group["lr"] = float(learning_rates[step - 1])
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -188,7 +184,7 @@ def main():
              "token_accuracy": r["nav_token_accuracy"]}
             for r in read_metrics(args.jax_run, "validation") if "nav_exact_match" in r]
     out = os.path.join(ROOT, "benchmarks", "results",
-                       f"torch_past_{n}x{n}_d{args.d}_l{args.layers}_{last}of{args.steps}.json")
+                       f"torch_past_{n}x{n}_d{m.embed_dim}_l{m.num_layers}_{last}of{args.steps}.json")
     with open(out, "w") as f:
         json.dump(result, f, indent=1)
     print("wrote", out)
