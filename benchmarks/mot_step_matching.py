@@ -1,7 +1,7 @@
 """Dense vs Mixture-of-Transformers (K=2) at equal per-step FLOPs: the step-matching result.
 
   python benchmarks/mot_step_matching.py [--steps=300] [--variant=synthetic|mazes]
-      [--text=markov|corpus] [--seed=0] [--batch_size=16] [--root=runs/mot_sm]
+      [--text=markov|corpus] [--seed=0] [--batch_size=16] [--embed_dim=128] [--root=runs/mot_sm]
 
 Trains configs/mot_dense_baseline.py and configs/mot.py (same data, schedule, seed) with
 train.train_and_evaluate, then for each modality m and each dense validation loss L_d(s) finds the
@@ -85,6 +85,8 @@ def main():
     parser.add_argument("--seed", type=int, default=0, help="model init and data order seed")
     parser.add_argument("--batch_size", type=int, default=0,
                         help="sequences per step for every run (0: the configs' own)")
+    parser.add_argument("--embed_dim", type=int, default=0,
+                        help="model width for every run (0: the configs' own, 128)")
     parser.add_argument("--root", default=os.path.join(ROOT, "runs", "mot_step_matching"))
     parser.add_argument("--only", default="", help="train only 'dense' or 'mot' (for parallel runs)")
     args = parser.parse_args()
@@ -96,6 +98,7 @@ def main():
     suffix = ("_corpus" if args.text == "corpus" else "") + (
         f"_seed{args.seed}" if args.seed else "") + (
         f"_batch{args.batch_size}" if args.batch_size else "") + (
+        f"_d{args.embed_dim}" if args.embed_dim else "") + (
         f"_{args.steps}steps" if args.steps != 300 else "")
     for key, config_name in runs.items():
         workdir = os.path.join(args.root, f"{args.variant}{suffix}_{key}")
@@ -108,6 +111,7 @@ def main():
             config.progress_bar = False
             config.seed = args.seed
             config.batch_size = args.batch_size or config.batch_size
+            config.model.embed_dim = args.embed_dim or config.model.embed_dim
             train_and_evaluate(config, workdir)
     if args.only:
         return
@@ -121,6 +125,7 @@ def main():
         train_rows[k] = rows[-1] if rows else {}
     result = {"steps": args.steps, "variant": args.variant, "text": args.text, "seed": args.seed,
               "batch_size": args.batch_size or load_config("mot", arg).batch_size,
+              "embed_dim": args.embed_dim or load_config("mot", arg).model.embed_dim,
               "modalities": {}}
     for run in [k for k in runs if k != "dense"]:
         table = result.setdefault(table_key(run), {})

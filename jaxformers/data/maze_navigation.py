@@ -2,7 +2,8 @@
 
 Registered in `train.evaluators`, so `config.evaluators = ("maze_navigation",)` reports
 nav_exact_match / nav_token_accuracy / nav_valid_path at every evaluation. The first
-`data.eval_mazes` validation mazes are decoded greedily, one token per step, left to right:
+`data.eval_mazes` mazes of `data.eval_split` ("validation", the default, or "train" to measure how
+much of the training set a model solves) are decoded greedily, one token per step, left to right:
 the encoder-decoder (MLM-U) re-encodes the visible tokens each step (`encdec.greedy_decode`);
 a decoder-only model (next token) decodes with its KV cache (`sampling.generate`, temperature 0);
 a Mixture-of-Transformers decoder reads the prompt as modality 0 (description) and every
@@ -54,7 +55,10 @@ def evaluate_navigation(model, variables, tokens: np.ndarray, n: int, batch_size
 def maze_navigation(model, variables, config) -> dict:
     o = mazes.data_options(config.data)
     tokens = mazes.maze_splits(o["n"], o["num_train"], o["num_validation"], o["seed"])
-    tokens = tokens["validation"][: config.data.get("eval_mazes", 256)]
+    split = config.data.get("eval_split", "validation")
+    if split not in tokens:
+        raise ValueError(f"data.eval_split={split!r}; expected one of {sorted(tokens)}")
+    tokens = tokens[split][: config.data.get("eval_mazes", 256)]
     metrics = evaluate_navigation(model, variables, tokens, o["n"],
                                   batch_size=config.data.get("eval_batch_size", 64))
     return {f"nav_{k}": v for k, v in metrics.items()}

@@ -36,7 +36,7 @@ SPECIAL_WORDS = ("[PAD]", "[MASK]", "[BOS]", "[EOS]", "[UNK]", ";", "<ADJLIST_ST
                  "<TARGET_END>", "<PATH_START>", "<PATH_END>")
 _CHUNK = 4096  # mazes per generator call; maze i's rng is (seed, i // _CHUNK)
 _KEYS = {"name", "grid_n", "num_train", "num_validation", "maze_seed", "seq_len", "eval_mazes",
-         "eval_batch_size"}
+         "eval_batch_size", "eval_split"}
 
 
 def vocab_size(n: int) -> int:
@@ -366,7 +366,8 @@ def data_options(data_config) -> dict:
 @register_dataset("mazes")
 def build_mazes(data_config, *, split, seed, batch_size, process_index, process_count):
     """data.grid_n (5), num_train (100k), num_validation (2k), maze_seed (42), seq_len (None =
-    seq_len(grid_n)); eval_mazes / eval_batch_size are read by the "maze_navigation" evaluator."""
+    seq_len(grid_n)); eval_mazes / eval_batch_size / eval_split are read by the "maze_navigation"
+    evaluator."""
     o = data_options(data_config)
     tokens = maze_splits(o["n"], o["num_train"], o["num_validation"], o["seed"])[split]
     return batched_iterator(

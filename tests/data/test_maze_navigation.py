@@ -90,3 +90,23 @@ def test_mot_decoder_decodes_the_path_region_with_the_path_modality_weights():
     ids = np.concatenate([np.zeros((3, p), np.int32), np.ones((3, steps), np.int32)], 1)
     logits = model.apply(variables, jnp.asarray(full[:, :-1]), modality_ids=jnp.asarray(ids[:, :-1]))
     np.testing.assert_array_equal(np.asarray(logits[:, p - 1 :].argmax(-1)), out)
+
+
+def test_evaluator_decodes_the_requested_split(monkeypatch):
+    import ml_collections
+    import pytest
+
+    from jaxformers.data import maze_navigation
+
+    seen = {}
+    monkeypatch.setattr(maze_navigation, "evaluate_navigation",
+                        lambda model, variables, tokens, n, batch_size: seen.update(t=tokens) or {})
+    data = dict(name="mazes", grid_n=N, num_train=40, num_validation=8, eval_mazes=5)
+    splits = mazes.maze_splits(N, 40, 8, 42)
+    for split, want in [(None, "validation"), ("train", "train"), ("validation", "validation")]:
+        cfg = ml_collections.ConfigDict({"data": dict(data, **({"eval_split": split} if split else {}))})
+        maze_navigation.maze_navigation(None, {}, cfg)
+        np.testing.assert_array_equal(seen["t"], splits[want][:5])
+    cfg = ml_collections.ConfigDict({"data": dict(data, eval_split="test")})
+    with pytest.raises(ValueError, match="data.eval_split='test'"):
+        maze_navigation.maze_navigation(None, {}, cfg)
