@@ -95,6 +95,9 @@ def main(argv):
     for k, r in zip(ks, results):
         print(f"{k if k is not None else '-':>4} {r['loss']:8.4f} {r['loss'] / math.log(2):10.4f} "
               f"{r.get('accuracy', float('nan')):9.4f}")
+        rest = {m: v for m, v in r.items() if m not in ("setting", "step", "loss", "accuracy")}
+        if rest:  # evaluator metrics (nav_exact_match, ...) and objective diagnostics
+            print("     " + " ".join(f"{m}={v:.4g}" for m, v in sorted(rest.items())))
     if fl.output:
         with open(fl.output, "w") as f:
             json.dump([dict(r, k=k) for k, r in zip(ks, results)], f, indent=1)

@@ -1,6 +1,7 @@
-"""The absl entry points: a tiny run from the command line, flag errors, sampling a checkpoint,
-growing it offline (launch/grow.py) and training the grown checkpoint."""
+"""The absl entry points: a tiny run from the command line, flag errors, sampling and evaluating a
+checkpoint, growing it offline (launch/grow.py) and training the grown checkpoint."""
 
+import json
 import os
 import re
 import subprocess
@@ -29,6 +30,12 @@ def test_train_sample_grow_and_train_the_grown_checkpoint_from_the_command_line(
                   "--max_new_tokens=8", "--temperature=0")
     assert sample.returncode == 0, sample.stderr[-3000:]
     assert "# checkpoint step 4" in sample.stdout and "def " in sample.stdout
+    report = tmp_path / "eval.json"
+    evaluate = _run("launch/evaluate.py", f"--workdir={base}", "--eval_batches=1",
+                    f"--output={report}")
+    assert evaluate.returncode == 0, evaluate.stderr[-3000:]
+    loss = json.loads(report.read_text())[0]["loss"]
+    assert f"{loss:8.4f}" in evaluate.stdout and "(step 4)" in evaluate.stdout
 
     # 2 -> 4 layers with G_zero: function preserving, so the logits must not move.
     grow = _run("launch/grow.py", *TINY, "--config.model.num_layers=4", f"--source={base}",
