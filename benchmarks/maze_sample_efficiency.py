@@ -33,10 +33,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LABELS = {"mlmu": "MLM-U", "ntp": "next token"}
 
 
+def exact_match_curve(rows) -> list[dict]:
+    return [{"step": r["step"], "nav_exact_match": r["nav_exact_match"]}
+            for r in rows if "nav_exact_match" in r]
+
+
 def run_entry(workdir: str) -> dict:
-    rows = read_metrics(workdir, "validation")
-    entry = {"curve": [{"step": r["step"], "nav_exact_match": r["nav_exact_match"]}
-                       for r in rows if "nav_exact_match" in r]}
+    entry = {"curve": exact_match_curve(read_metrics(workdir, "validation"))}
     train_eval = os.path.join(workdir, "train_split_eval.json")
     if os.path.exists(train_eval):
         with open(train_eval) as f:
@@ -58,8 +61,7 @@ def main():
         n, path = spec.split(":")
         with open(path) as f:
             curves = json.load(f)["curves"]
-        result[int(n)] = {key: {"curve": [{"step": r["step"], "nav_exact_match": r["nav_exact_match"]}
-                                          for r in curves[label]]}
+        result[int(n)] = {key: {"curve": exact_match_curve(curves[label])}
                           for key, label in LABELS.items()}
     result = dict(sorted(result.items()))
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))

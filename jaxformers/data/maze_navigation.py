@@ -55,10 +55,7 @@ def evaluate_navigation(model, variables, tokens: np.ndarray, n: int, batch_size
 def maze_navigation(model, variables, config) -> dict:
     o = mazes.data_options(config.data)
     tokens = mazes.maze_splits(o["n"], o["num_train"], o["num_validation"], o["seed"])
-    split = config.data.get("eval_split", "validation")
-    if split not in tokens:
-        raise ValueError(f"data.eval_split={split!r}; expected one of {sorted(tokens)}")
-    tokens = tokens[split][: config.data.get("eval_mazes", 256)]
+    tokens = tokens[o["eval_split"]][: config.data.get("eval_mazes", 256)]
     metrics = evaluate_navigation(model, variables, tokens, o["n"],
                                   batch_size=config.data.get("eval_batch_size", 64))
     return {f"nav_{k}": v for k, v in metrics.items()}

@@ -354,8 +354,13 @@ def data_options(data_config) -> dict:
     if unknown:
         raise ValueError(f"unknown config key(s) data.{sorted(unknown)}; valid: {sorted(_KEYS)}")
     n = data_config.get("grid_n", 5)
+    # Checked here, with the keys, so a bad value fails when the run starts, not at its first eval.
+    eval_split = data_config.get("eval_split", "validation")
+    if eval_split not in ("train", "validation"):
+        raise ValueError(f"data.eval_split={eval_split!r}; expected 'train' or 'validation'")
     return {
         "n": n,
+        "eval_split": eval_split,
         "num_train": data_config.get("num_train", 100_000),
         "num_validation": data_config.get("num_validation", 2000),
         "seed": data_config.get("maze_seed", 42),

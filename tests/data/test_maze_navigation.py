@@ -110,3 +110,5 @@ def test_evaluator_decodes_the_requested_split(monkeypatch):
     cfg = ml_collections.ConfigDict({"data": dict(data, eval_split="test")})
     with pytest.raises(ValueError, match="data.eval_split='test'"):
         maze_navigation.maze_navigation(None, {}, cfg)
+    with pytest.raises(ValueError, match="data.eval_split='test'"):  # at startup, with the keys
+        mazes.data_options(cfg.data)
