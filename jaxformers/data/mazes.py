@@ -16,6 +16,7 @@ Generation runs the backtracker in lock step over a chunk of mazes with numpy (e
 exactly n^2 - 1 pushes and n^2 pops), so it is vectorised over mazes. Maze i of a seed is the same
 whatever else is generated. Train / validation are split by a hash of the maze itself (connections
 + start + goal), so the two splits never share a maze, even where the generator repeats one (3x3).
+`maze_words` reads and writes maze-dataset's text tokens (its `as_tokens` words).
 """
 
 import functools
