@@ -64,3 +64,21 @@ def tokens_to_words(tokens: np.ndarray, n: int, *, connector: bool = True) -> li
         if connector and i < 1 + 3 * (n * n - 1) and i % 3 == 1:
             words.append(CONNECTOR)
     return words
+
+
+def read_words_file(path: str, n: int) -> np.ndarray:
+    """A text file with one maze per line, in maze-dataset words (e.g. `" ".join(words)` for each
+    maze of `dataset.as_tokens(tokenizer)`) -> ids [num_mazes, seq_len(n)]. Blank lines are
+    skipped; an error names the file and line."""
+    rows = []
+    with open(path) as f:
+        for line_number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(words_to_tokens(line, n))
+            except ValueError as e:
+                raise ValueError(f"{path} line {line_number}: {e}") from None
+    if not rows:
+        raise ValueError(f"{path} holds no mazes")
+    return np.stack(rows)

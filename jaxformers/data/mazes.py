@@ -20,6 +20,7 @@ whatever else is generated. Train / validation are split by a hash of the maze i
 """
 
 import functools
+import os
 import zlib
 
 import numpy as np
@@ -37,7 +38,7 @@ SPECIAL_WORDS = ("[PAD]", "[MASK]", "[BOS]", "[EOS]", "[UNK]", ";", "<ADJLIST_ST
                  "<TARGET_END>", "<PATH_START>", "<PATH_END>")
 _CHUNK = 4096  # mazes per generator call; maze i's rng is (seed, i // _CHUNK)
 _KEYS = {"name", "grid_n", "num_train", "num_validation", "maze_seed", "seq_len", "eval_mazes",
-         "eval_batch_size", "eval_split"}
+         "eval_batch_size", "eval_split", "eval_file"}
 
 
 def vocab_size(n: int) -> int:
@@ -359,9 +360,17 @@ def data_options(data_config) -> dict:
     eval_split = data_config.get("eval_split", "validation")
     if eval_split not in ("train", "validation"):
         raise ValueError(f"data.eval_split={eval_split!r}; expected 'train' or 'validation'")
+    eval_file = data_config.get("eval_file", None) or None
+    if eval_file is not None and not os.path.isfile(eval_file):
+        raise ValueError(f"data.eval_file={eval_file!r} is not a file (one maze per line, in "
+                         "maze-dataset words; see data/maze_words.py)")
+    if eval_file is not None and data_config.get("eval_split", None) is not None:
+        raise ValueError("data.eval_file and data.eval_split both name the mazes to evaluate; "
+                         "set one of them")
     return {
         "n": n,
         "eval_split": eval_split,
+        "eval_file": eval_file,
         "num_train": data_config.get("num_train", 100_000),
         "num_validation": data_config.get("num_validation", 2000),
         "seed": data_config.get("maze_seed", 42),
@@ -372,8 +381,8 @@ def data_options(data_config) -> dict:
 @register_dataset("mazes")
 def build_mazes(data_config, *, split, seed, batch_size, process_index, process_count):
     """data.grid_n (5), num_train (100k), num_validation (2k), maze_seed (42), seq_len (None =
-    seq_len(grid_n)); eval_mazes / eval_batch_size / eval_split are read by the "maze_navigation"
-    evaluator."""
+    seq_len(grid_n)); eval_mazes / eval_batch_size / eval_split / eval_file are read by the
+    "maze_navigation" evaluator."""
     o = data_options(data_config)
     tokens = maze_splits(o["n"], o["num_train"], o["num_validation"], o["seed"])[split]
     return batched_iterator(

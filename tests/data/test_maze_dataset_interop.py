@@ -83,3 +83,27 @@ def test_words_name_the_bad_word():
         maze_words.words_to_tokens(words, 3)
     with pytest.raises(ValueError, match="maze prefix"):
         maze_words.words_to_tokens("<PATH_START> (0,0)", 3)
+
+
+def test_evaluator_scores_a_file_of_maze_dataset_words(tmp_path, monkeypatch):
+    import ml_collections
+
+    from jaxformers.data import maze_navigation
+
+    lines = [m["words"] for m in REFERENCE if m["grid_n"] == 5]
+    path = tmp_path / "mazes.txt"
+    path.write_text("\n".join(lines[:2]) + "\n\n" + "\n".join(lines[2:]) + "\n")
+    seen = {}
+    monkeypatch.setattr(maze_navigation, "evaluate_navigation",
+                        lambda model, variables, tokens, n, batch_size: seen.update(t=tokens) or {})
+    data = dict(name="mazes", grid_n=5, eval_mazes=4, eval_file=str(path))
+    maze_navigation.maze_navigation(None, {}, ml_collections.ConfigDict({"data": data}))
+    np.testing.assert_array_equal(seen["t"], [maze_words.words_to_tokens(w, 5) for w in lines[:4]])
+
+    with pytest.raises(ValueError, match="data.eval_file='/no/such' is not a file"):
+        mazes.data_options(dict(data, eval_file="/no/such"))
+    with pytest.raises(ValueError, match="eval_file and data.eval_split"):
+        mazes.data_options(dict(data, eval_split="train"))
+    path.write_text(lines[0] + "\n" + lines[1].replace("(4,", "(9,", 1) + "\n")
+    with pytest.raises(ValueError, match=r"mazes.txt line 2: word \d+ '\(9,"):
+        maze_words.read_words_file(str(path), 5)
