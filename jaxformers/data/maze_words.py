@@ -3,9 +3,10 @@ methods.md §5.1 and §5.6).
 
 The paper tokenises mazes with maze-dataset's `MazeTokenizer(AOTP_UT_rasterized)`, whose output is
 a list of words such as `<ADJLIST_START> (0,0) <--> (1,0) ; ... <PATH_END>`, and drops the `<-->`
-connector before training. These two functions map such a word list to this project's ids (see
-`mazes`) and back, so mazes tokenised by maze-dataset (or written out by hand) can be trained on or
-scored, and our mazes can be read by `SolvedMaze.from_tokens`.
+connector before training. `words_to_tokens` maps such a word list to this project's ids (see
+`mazes`) and `tokens_to_words` maps them back, so mazes tokenised by maze-dataset (or written by
+hand) can be scored (`read_words_file`, the evaluator's `data.eval_file`), and maze-dataset's
+`SolvedMaze.from_tokens` reads our mazes (tests/data/test_maze_dataset_interop.py checks both ways).
 """
 
 import re

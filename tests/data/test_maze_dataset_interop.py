@@ -51,6 +51,20 @@ def test_their_connection_array_encodes_to_their_maze_and_solution(maze):
                                maze["solution"])
 
 
+def test_maze_dataset_reads_our_mazes_as_we_do():
+    """The other direction: our words, read by maze-dataset's `SolvedMaze.from_tokens` when the
+    fixture was made, give our connection arrays and solutions."""
+    ours = mazes.generate_mazes(4, 5, seed=3)
+    read = FIXTURE["ours_read_by_maze_dataset"]
+    assert len(read) == len(ours)
+    for tokens, theirs in zip(ours, read, strict=True):
+        assert maze_words.tokens_to_words(tokens, 5) == theirs["words"].split()
+        maze = mazes.decode_tokens(tokens, 5)
+        np.testing.assert_array_equal(maze["connections"], np.array(theirs["connection_list"], bool))
+        np.testing.assert_array_equal(maze["path"], theirs["solution"])
+        assert theirs["is_valid_path"]
+
+
 def test_their_solutions_score_as_exact_and_a_wrong_turn_does_not():
     n = 5
     tokens = np.stack([maze_words.words_to_tokens(m["words"], n)
