@@ -9,14 +9,17 @@ hand) can be scored (`read_words_file`, the evaluator's `data.eval_file`), and m
 `SolvedMaze.from_tokens` reads our mazes (tests/data/test_maze_dataset_interop.py checks both ways).
 """
 
-import re
-
 import numpy as np
 
 from jaxformers.data import mazes
 
 CONNECTOR = "<-->"
-_CELL = re.compile(r"^\((\d+),(\d+)\)$")
+
+
+def vocabulary(n: int) -> list[str]:
+    """The word of each token id of an n x n maze: `mazes.SPECIAL_WORDS`, then the cells '(r,c)'
+    in row-major order (cell (r, c) is id NUM_SPECIAL + r * n + c)."""
+    return list(mazes.SPECIAL_WORDS) + [f"({r},{c})" for r in range(n) for c in range(n)]
 
 
 def words_to_tokens(words: str | list[str], n: int) -> np.ndarray:
@@ -28,19 +31,15 @@ def words_to_tokens(words: str | list[str], n: int) -> np.ndarray:
     """
     if isinstance(words, str):
         words = words.split()
-    special = {w: i for i, w in enumerate(mazes.SPECIAL_WORDS)}
+    index = {word: i for i, word in enumerate(vocabulary(n))}
     ids = []
     for position, word in enumerate(words):
         if word == CONNECTOR:
             continue
-        if word in special:
-            ids.append(special[word])
-            continue
-        cell = _CELL.match(word)
-        if cell is None or max(int(cell[1]), int(cell[2])) >= n:
+        if word not in index:
             raise ValueError(f"word {position} {word!r} is neither a special word "
                              f"{mazes.SPECIAL_WORDS} nor a cell '(r,c)' of a {n}x{n} grid")
-        ids.append(mazes.NUM_SPECIAL + int(cell[1]) * n + int(cell[2]))
+        ids.append(index[word])
     if len(ids) > mazes.seq_len(n):
         raise ValueError(f"{len(ids)} tokens (without {CONNECTOR}) exceed seq_len({n}) = "
                          f"{mazes.seq_len(n)}")
@@ -54,13 +53,9 @@ def tokens_to_words(tokens: np.ndarray, n: int, *, connector: bool = True) -> li
     """ids [T] -> maze-dataset words, [PAD] dropped; `connector` puts `<-->` back between the two
     cells of every adjacency-list edge, as maze-dataset writes them."""
     tokens = np.asarray(tokens)
-    words = []
+    vocab, words = vocabulary(n), []
     for i, token in enumerate(tokens[tokens != mazes.PAD]):
-        if token < mazes.NUM_SPECIAL:
-            words.append(mazes.SPECIAL_WORDS[token])
-            continue
-        r, c = divmod(int(token) - mazes.NUM_SPECIAL, n)
-        words.append(f"({r},{c})")
+        words.append(vocab[token])
         # Adjacency-list edges sit at positions 1 + 3k (first cell) and 2 + 3k (second cell).
         if connector and i < 1 + 3 * (n * n - 1) and i % 3 == 1:
             words.append(CONNECTOR)
