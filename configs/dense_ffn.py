@@ -3,7 +3,7 @@
   python launch/train.py --config=configs/dense_ffn.py --workdir=runs/dense_ffn
   python launch/evaluate.py --workdir=runs/dense_ffn --active_experts=1,2,4,8
 
-Measured result: see configs/moe_base.py and notes/issue_5.md.
+Measured result: see configs/moe_base.py and docs/smoe_dropout.md.
 """
 
 import importlib.util

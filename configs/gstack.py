@@ -15,7 +15,9 @@
 
 Transforms (config.init_from.transform): g_stack (options: noise=0.2 for App. I.2's blending,
 start/stop for partial stacking), interleave, g_zero (function preserving). The whole comparison
-at equal total FLOPs: `python benchmarks/gstack_growth.py` (results in notes/issue_8.md).
+at equal total FLOPs: `python experiments/gstack_growth.py --steps=200` (docs/gstack.md). Measured (one seed,
+2-core CPU): scratch 2.385 after 200 steps; G_stack from the 100-step base reaches it with +46% speed-up
+(final 2.253 at equal FLOPs), from the 50-step base +57%, G_zero +65%, interleave +28% (paper: 49-55%).
 
 Guidelines (`jaxformers.growth.guidelines`): grow by g = RECOMMENDED_GROWTH_FACTOR = 4 (the base is
 target depth / 4), after d = growth_tokens(N, C) base tokens with C = training_flops(N, D). That

@@ -7,8 +7,8 @@
 Presets: isotropic (d=5, N=20, x ~ N(0, I); optimum ½-MSE 0.5769), nonisotropic
 (Λ = diag(1, 1, .25, .0625, 1); optimum 0.3409 vs 0.3768 for plain one-step GD), von_oswald
 (d=10, N=10, x ~ U(-0.5, 0.5), separate W_Q/W_K/W_V/W_P, negated readout; best one-step GD 0.2062).
-Measured (benchmarks/icl_lsa.py, 4000 steps each, 200k fresh test tasks, shared 2-core CPU,
-~9-13 min per preset under heavy load): isotropic 0.5758 (optimum 0.5769, -0.2%; learned
+Measured (experiments/icl_lsa.py, docs/linear_attention.md; 4000 steps each, 200k fresh test tasks,
+shared 2-core CPU, ~9-13 min per preset under heavy load): isotropic 0.5758 (optimum 0.5769, -0.2%; learned
 u·W_KQ = 0.767-0.770·I, rel. error to Γ^{-1} 0.5%); nonisotropic 0.3414 (optimum 0.3409, +0.2%;
 best plain GD 0.3756; learned diag 0.820, 0.821, 2.337, 4.293, 0.820 vs Γ^{-1} 0.823, 0.823, 2.336,
 4.324, 0.823); von_oswald 0.2059 (best one-step GD 0.2062, -0.15%).

@@ -12,11 +12,11 @@ nav_exact_match = the paper's navigation accuracy).
 Measured (2-core shared CPU, tiny, grid=5, 1000 steps x batch 64, lr 3e-3): held-out greedy
 exact match 0.00 (token acc 0.16) vs next token 0.18 (0.38); 3x3, 600 steps: 0.07 vs 0.62.
 Paper size (size=small, lr 1e-3): 5x5 after 1500 steps 0.26 vs next token 0.645; 3x3 after 2000
-steps 0.72 vs 0.93 (a PyTorch PAST, benchmarks/torch_past.py, reaches 0.73 on the same data).
+steps 0.72 vs 0.93 (a PyTorch PAST, experiments/maze_torch_past.py, reaches 0.73 on the same data).
 10x10 tiny at equal FLOPs (0.35 epochs): 0 vs 0. With only 1000 training mazes (5x5 small, 1500
 steps = 96 epochs) the order flips: MLM-U 0.164 at best vs 0.039, as next token memorises
-(benchmarks/maze_sample_efficiency.py). Far below the paper's budget (~120 epochs on 5x5,
-500+ on 10x10); see notes/issue_9.md.
+(experiments/maze_sample_efficiency.py; seed 1: 0.129 vs 0.020). Far below the paper's budget (~120
+epochs on 5x5, 500+ on 10x10); see docs/mlm_u_mazes.md.
 """
 
 from jaxformers.data import mazes

@@ -11,8 +11,8 @@ with biases of total hidden width 512, either dense ("dense") or split into N=8 
   smoe_dropout: frozen random router (constants collection), k linear N/2 -> N over training
 The thin configs `dense_ffn.py`, `moe_learned.py`, `smoe_dropout.py` select a variant.
 
-Measured (600 steps, seed 0, validation nats/byte at k = 1/2/4/8; `benchmarks/smoe_slimmable.py`,
-notes/issue_5.md): dense 1.672; learned top-2 1.722/1.646/1.670/1.694 (best at its training k);
+Measured (600 steps, seed 0, validation nats/byte at k = 1/2/4/8; `experiments/smoe_slimmable.py`,
+docs/smoe_dropout.md): dense 1.672; learned top-2 1.722/1.646/1.670/1.694 (best at its training k);
 SMoE-Dropout 2.318/1.914/1.723/1.685 (monotone in k; k=8 ties dense within seed noise: seed 1
 gives 1.622 vs dense 1.643). About 8-16 min per run on the shared 2-core CPU.
 """

@@ -3,7 +3,7 @@
   python launch/train.py --config=configs/smoe_dropout.py --workdir=runs/smoe_dropout
   python launch/evaluate.py --workdir=runs/smoe_dropout --active_experts=1,2,4,8
 
-Measured result: see configs/moe_base.py and notes/issue_5.md.
+Measured result: see configs/moe_base.py and docs/smoe_dropout.md.
 """
 
 import importlib.util

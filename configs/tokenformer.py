@@ -15,7 +15,7 @@ counts keep the paper's attention : FFN = 1 : 4 (Table 9); norms are non-paramet
 Options of the growth transform: --config.init_from.options.key_init=zeros|normal,
 .value_init=normal|zeros, .tau=frozen|recompute (defaults: the exact, function-preserving growth).
 
-Measured (benchmarks/tokenformer_growth.py --small_steps=300 --grow_steps=150; notes/issue_7.md):
+Measured (experiments/tokenformer_growth.py --small_steps=300 --grow_steps=150; docs/tokenformer.md):
 small 300 steps -> val loss 2.0152; right after growth 2.0152 (bitwise equal); grown +150 steps ->
 1.8107 vs the large model from scratch for the same 150 steps 2.2878, and vs the large model from
 scratch at equal total FLOPs (241 steps) 2.0973 (2-core CPU, 13 min for all four runs).
