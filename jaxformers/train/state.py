@@ -1,5 +1,7 @@
 """Train state and optimizer: AdamW (Loshchilov & Hutter 2019) with warm-up + cosine, clipping."""
 
+import re
+
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -34,9 +36,33 @@ def learning_rate_schedule(config) -> optax.Schedule:
     )
 
 
+# What a parameter IS, from its own name (the last key of its path), not from its rank: under
+# nn.scan a norm scale is [layers, modalities, d], as many axes as a matrix. Projection and embedding
+# matrices decay (dense kernels, TokenFormer key/value parameter tokens, MoE expert and router
+# matrices, the LSA model's layer_<i>_kq / layer_<i>_pv); norm scales, biases and learned vectors do
+# not. A new parameter name must be added to one of the two patterns.
+DECAYED = re.compile(r"kernel|router_kernel|embedding|key_tokens|value_tokens|w\d+|layer_\d+_(kq|pv)")
+NOT_DECAYED = re.compile(r"(\w+_)?scale|(\w+_)?bias|b\d+|query")
+
+
+def decays(path: str) -> bool:
+    """Whether weight decay applies to the parameter at `path` ("layers/ffn/w1")."""
+    name = path.rsplit("/", 1)[-1]
+    if DECAYED.fullmatch(name):
+        return True
+    if NOT_DECAYED.fullmatch(name):
+        return False
+    raise ValueError(
+        f"parameter {path!r}: cannot tell whether it is a matrix (weight decay) or a scale, bias or "
+        f"vector (no decay); add {name!r} to DECAYED or NOT_DECAYED in jaxformers/train/state.py"
+    )
+
+
 def decay_mask(params):
-    """Weight decay on matrices only (not norms' scales or other vectors)."""
-    return jax.tree.map(lambda p: p.ndim >= 2, params)
+    """True for the leaves AdamW decays: matrices, never norm scales, biases or other vectors."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: decays("/".join(str(getattr(k, "key", k)) for k in path)), params
+    )
 
 
 def make_optimizer(config) -> optax.GradientTransformation:
