@@ -7,14 +7,14 @@ Flash attention is timed against `jax.nn.dot_product_attention` (implementation 
 "cudnn" on GPU); the Pallas GLA against the XLA chunked GLA (`ops.linear_attention.gla_chunked`).
 Median of --iters device-synchronised calls after warm-up. Prints a table of ratios (time of the
 reference / time of the Pallas kernel: > 1 means the kernel is faster) and writes JSON to
-benchmarks/results/kernels_<platform>.json. Targets on GPU: flash >= 0.8x cuDNN throughput,
+benchmarks/results/kernels_<platform>.json and a bar chart kernels_<platform>.png.
+Targets on GPU: flash >= 0.8x cuDNN throughput,
 Pallas GLA faster than XLA chunked.
 
 On CPU the Pallas kernels run in the interpreter (a jitted loop over the grid): those timings say
 nothing about GPU/TPU speed, only that the code runs; they are labelled "interpret".
 """
 
-import argparse
 import functools
 import json
 import pathlib
@@ -23,6 +23,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+from absl import app, flags
 
 from jaxformers.kernels import backend
 from jaxformers.kernels.flash_attention import flash_attention
@@ -92,12 +93,40 @@ def bench_gla(b, t, h, d, dtype, iters, chunk):
     return rows
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--small", action="store_true", help="tiny shapes (default on CPU)")
-    ap.add_argument("--iters", type=int, default=None)
-    ap.add_argument("--lengths", type=str, default=None, help="comma-separated T values")
-    args = ap.parse_args()
+flags.DEFINE_bool("small", False, "Tiny shapes (the default on CPU).")
+flags.DEFINE_integer("iters", None, "Timed calls per point (default 20, 5 with --small).")
+flags.DEFINE_string("lengths", None, "Comma-separated T values.")
+
+
+def plot(results: dict):
+    """Forward+backward time of every implementation, per kernel and T (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kernels = [k for k in ("flash", "gla") if results[k]]
+    fig, axes = plt.subplots(1, len(kernels), figsize=(5 * len(kernels), 3.6), squeeze=False)
+    for ax, kernel in zip(axes.flat, kernels):
+        sizes = [t for t, rows in results[kernel].items() if "error" not in rows]
+        impls = list(results[kernel][sizes[0]]) if sizes else []
+        width = 0.8 / max(len(impls), 1)
+        for i, impl in enumerate(impls):
+            label = impl + (" (interpret)" if impl == "pallas" and results["mode"] == "interpret" else "")
+            ax.bar([j + i * width for j in range(len(sizes))],
+                   [1e3 * results[kernel][t][impl]["fwd_bwd_s"] for t in sizes], width, label=label)
+        centers = [j + width * (len(impls) - 1) / 2 for j in range(len(sizes))]
+        ax.set_xticks(centers, [f"T={t}" for t in sizes])
+        ax.set(yscale="log", ylabel="fwd+bwd ms (median)",
+               title=f"{kernel}, {results['device']}, {results['mode']}")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def main(argv):
+    del argv
+    args = flags.FLAGS
     platform = backend.target_platform()
     small = args.small or platform == "cpu"
     if small:
@@ -135,8 +164,9 @@ def main():
     out = pathlib.Path(__file__).parent / "results" / f"kernels_{platform}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
-    print(f"wrote {out}")
+    plot(results).savefig(out.with_suffix(".png"), dpi=100)
+    print(f"wrote {out} and its .png")
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

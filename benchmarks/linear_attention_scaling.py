@@ -1,28 +1,34 @@
 """Forward+backward time and peak memory vs sequence length: softmax vs chunked / recurrent GLA.
 
-  python benchmarks/linear_attention_scaling.py [--lengths 512,1024,...,16384] [--heads 1]
+  python benchmarks/linear_attention_scaling.py [--lengths=512,1024,...,16384] [--heads=1]
 
 Each function is jitted as grad of sum(out * dout) w.r.t. q, k, v (and the log gate for GLA),
 float32, B=1, Dk=Dv=64. Time: best of `--repeats` runs after a warm-up (this CPU is shared, so
 timings are noisy; the best-of filters some of that). Memory: XLA's compile-time buffer
 assignment for the whole fwd+bwd program (`compiled.memory_analysis()`: arguments + outputs +
 temporaries), which is the peak the program can reach. Prints a table and the crossover length;
-writes benchmarks/results/linear_attention_scaling.json.
+writes benchmarks/results/linear_attention_scaling.{json,png} (time and memory against T, log-log).
 """
 
-import argparse
 import json
 import os
-import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import app, flags
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from jaxformers.ops import attention as attention_ops  # noqa: E402
-from jaxformers.ops import linear_attention as la  # noqa: E402
+from jaxformers.ops import attention as attention_ops
+from jaxformers.ops import linear_attention as la
+
+flags.DEFINE_string("lengths", "512,1024,2048,4096,8192,16384", "Sequence lengths T.")
+flags.DEFINE_string("forms", "softmax_xla,gla_chunked,gla_recurrent", "Which implementations.")
+flags.DEFINE_integer("heads", 1, "Heads.")
+flags.DEFINE_integer("dim", 64, "Head dim (Dk = Dv).")
+flags.DEFINE_integer("repeats", 3, "Timed runs per point (best of; 2 from T = 8192).")
+flags.DEFINE_string("out", os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                                        "linear_attention_scaling.json"), "Result JSON (PNG next to it).")
 
 
 def softmax_attention(q, k, v, g):
@@ -68,16 +74,33 @@ def measure(name, t, heads, dim, repeats):
     return {"seconds": min(times), "peak_bytes": int(peak)}
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--lengths", default="512,1024,2048,4096,8192,16384")
-    ap.add_argument("--forms", default=",".join(FORMS))
-    ap.add_argument("--heads", type=int, default=1)
-    ap.add_argument("--dim", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
-                                                  "linear_attention_scaling.json"))
-    args = ap.parse_args()
+def plot(result: dict):
+    """Fwd+bwd time and XLA peak memory against T, one line per form (log-log)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for form in dict.fromkeys(r["form"] for r in result["rows"]):
+        rows = [r for r in result["rows"] if r["form"] == form]
+        t = [r["T"] for r in rows]
+        axes[0].plot(t, [r["seconds"] * 1e3 for r in rows], "o-", label=form)
+        axes[1].plot(t, [r["peak_bytes"] / 2**20 for r in rows], "o-", label=form)
+    axes[0].set(xscale="log", yscale="log", xlabel="T", ylabel="fwd+bwd ms (best of runs)",
+                title=f"time, {result['backend']}, H={result['heads']}, D={result['dim']}")
+    axes[1].set(xscale="log", yscale="log", xlabel="T", ylabel="MiB (XLA buffer assignment)",
+                title="memory")
+    for ax in axes:
+        ax.grid(alpha=0.3, which="both")
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def main(argv):
+    del argv
+    args = flags.FLAGS
     lengths = [int(x) for x in args.lengths.split(",")]
     forms = args.forms.split(",")
     rows = []
@@ -104,11 +127,13 @@ def main():
         print(f"\ncrossover (chunked GLA faster than softmax) from T = {summary['crossover_T']}; "
               f"speed-up at T = {t_max}: {summary['speedup_at_max_T']:.1f}x")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    result = {"rows": rows, "summary": summary, "heads": args.heads, "dim": args.dim,
+              "backend": jax.default_backend()}
     with open(args.out, "w") as f:
-        json.dump({"rows": rows, "summary": summary, "heads": args.heads, "dim": args.dim,
-                   "backend": jax.default_backend()}, f, indent=1)
-    print("wrote", args.out)
+        json.dump(result, f, indent=1)
+    plot(result).savefig(args.out.removesuffix(".json") + ".png", dpi=100)
+    print("wrote", args.out, "and its .png")
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

@@ -1,25 +1,27 @@
 """Maze generation throughput: DFS mazes per second (generate + solve + tokenise), one process.
 
-  python benchmarks/maze_generation.py [--num 8192]
+  python benchmarks/maze_generation.py [--num=8192] [--sizes=5,10]
 
 Prints a table and writes benchmarks/results/maze_generation.json. Timings on a shared CPU are
 noisy; the best of 3 repeats is reported.
 """
 
-import argparse
 import json
 import os
 import platform
 import time
 
+from absl import app, flags
+
 from jaxformers.data import mazes
 
+flags.DEFINE_integer("num", 8192, "Mazes per size.")
+flags.DEFINE_string("sizes", "5,10", "Comma-separated grid sizes n.")
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--num", type=int, default=8192)
-    parser.add_argument("--sizes", default="5,10")
-    args = parser.parse_args()
+
+def main(argv):
+    del argv
+    args = flags.FLAGS
     rows = []
     for n in (int(s) for s in args.sizes.split(",")):
         best = float("inf")
@@ -43,4 +45,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

@@ -10,17 +10,25 @@ the same total width is the reference row. Writes benchmarks/results/moe_dispatc
 CPU timings on a shared machine are noisy; compare the FLOP column first.
 """
 
-import argparse
 import json
 import os
-import sys
 import time
 
 import jax
 import jax.numpy as jnp
+from absl import app, flags
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from jaxformers.ops import moe  # noqa: E402
+from jaxformers.ops import moe
+
+flags.DEFINE_integer("tokens", 2048, "Tokens per call.")
+flags.DEFINE_integer("seq", 128, "Tokens per sequence (one dispatch group each).")
+flags.DEFINE_integer("embed", 128, "Model width d.")
+flags.DEFINE_integer("hidden", 512, "Total FFN width (split over the experts).")
+flags.DEFINE_integer("experts", 8, "Experts N.")
+flags.DEFINE_float("capacity_factor", 1.25, "Dispatch capacity factor.")
+flags.DEFINE_integer("repeats", 5, "Timed calls (best of).")
+flags.DEFINE_string("out", os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                                        "moe_dispatch.json"), "Result JSON.")
 
 
 def timed(fn, *args, repeats: int):
@@ -36,18 +44,9 @@ def timed(fn, *args, repeats: int):
     return best, float(analysis.get("flops", 0.0))
 
 
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--tokens", type=int, default=2048)
-    p.add_argument("--seq", type=int, default=128)
-    p.add_argument("--embed", type=int, default=128)
-    p.add_argument("--hidden", type=int, default=512)
-    p.add_argument("--experts", type=int, default=8)
-    p.add_argument("--capacity_factor", type=float, default=1.25)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
-                                                 "moe_dispatch.json"))
-    a = p.parse_args()
+def main(argv):
+    del argv
+    a = flags.FLAGS
     n, d, h = a.experts, a.embed, a.hidden // a.experts
     keys = jax.random.split(jax.random.PRNGKey(0), 6)
     x = jax.random.normal(keys[0], (a.tokens // a.seq, a.seq, d))
@@ -86,8 +85,10 @@ def main():
               f"{r['gflops']:8.3f}")
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as fh:
-        json.dump(dict(args=vars(a), backend=jax.default_backend(), rows=rows), fh, indent=1)
+        names = ("tokens", "seq", "embed", "hidden", "experts", "capacity_factor", "repeats", "out")
+        args = {k: getattr(a, k) for k in names}
+        json.dump(dict(args=args, backend=jax.default_backend(), rows=rows), fh, indent=1)
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

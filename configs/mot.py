@@ -17,7 +17,7 @@ Measured (docs/mixture_of_transformers.md; experiments/results/mot_step_matching
 result is `python experiments/mot_step_matching.py --steps=1000 --text=corpus --batch_size=64
 --embed_dim=64` (d=64, real text, 2 seeds): step-matching slope text 0.84 / 0.83, image 0.665 / 0.57
 (paper at 37M: 0.55 / 0.26). This config's own setting (d=128, Markov text, 300 steps, 2 seeds): text
-0.90 / 0.87, image 0.80 / 0.70; at d=128 text is not clearly below 1 (real text, batch 64: 0.98).
+0.90 / 0.87, image 0.80 / 0.69; at d=128 text is not clearly below 1 (real text, batch 64: 0.98).
 """
 
 from jaxformers.train.config_base import base_config, parse_config_arg

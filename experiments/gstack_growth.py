@@ -1,6 +1,6 @@
 """G_stack vs scratch at equal total FLOPs (methods.md §2.6; paper Fig. 3 / App. B.2).
 
-  python benchmarks/gstack_growth.py --steps=200 --workdir=runs/gstack_exp
+  python experiments/gstack_growth.py --steps=200 --workdir=runs/gstack_exp
 
 configs/gstack.py: an 8-layer d=128 target; a 2-layer base (g = 4) trained on d tokens.
 1. scratch: the target for S steps (budget F = S target steps).
@@ -11,24 +11,35 @@ configs/gstack.py: an 8-layer d=128 target; a 2-layer base (g = 4) trained on d 
    g_stack from d0 / small / medium; interleave and g_zero from medium.
 FLOPs are counted analytically (`guidelines.decoder_train_flops_per_token`, 6N + 6LTd) because
 XLA's count ignores the scan trip count. Speed-up (App. B.2): sp = F_scratch / F_G - 1 at the
-scratch run's final validation loss. Writes benchmarks/results/gstack_growth.{json,png}.
+scratch run's final validation loss. Writes experiments/results/gstack_growth.{json,png}.
 Runs already finished in --workdir are reused (delete it to start over).
 """
 
-import argparse
+import importlib.util
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from configs.gstack import get_config  # noqa: E402
-from jaxformers.growth import guidelines as gl  # noqa: E402
-from jaxformers.train import checkpoint as ckpt  # noqa: E402
-from jaxformers.train import train_and_evaluate  # noqa: E402
-from jaxformers.train.loop import Experiment, _initial_state  # noqa: E402
-from jaxformers.train.metrics import read_metrics  # noqa: E402
+from absl import app, flags
 
-RESULTS = os.path.join(os.path.dirname(__file__), "results")
+from jaxformers.growth import guidelines as gl
+from jaxformers.train import checkpoint as ckpt
+from jaxformers.train import train_and_evaluate
+from jaxformers.train.loop import Experiment, _initial_state
+from jaxformers.train.metrics import read_metrics
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "experiments", "results")
+
+flags.DEFINE_integer("steps", 200, "S: steps of the scratch target run (its FLOPs are the budget).")
+flags.DEFINE_string("workdir", "runs/gstack_exp", "Parent folder of the runs.")
+flags.DEFINE_string("only", "", "Comma list of run names to (re)run, in that order.")
+
+
+def get_config(arg: str):
+    spec = importlib.util.spec_from_file_location("gstack", os.path.join(ROOT, "configs", "gstack.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
 
 
 def flops_per_step(config) -> float:
@@ -52,12 +63,9 @@ def curve(workdir, flops_step, offset=0.0, initial=None):
     return [offset + s * flops_step for s, _ in pts], [loss for _, loss in pts], [s for s, _ in pts]
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--workdir", default="runs/gstack_exp")
-    ap.add_argument("--only", default="", help="comma list of run names to (re)run")
-    args = ap.parse_args()
+def main(argv):
+    del argv
+    args = flags.FLAGS
     S, wd = args.steps, args.workdir
     small, medium = S // 4, S // 2
     target_cfg = get_config(f"stage=target,steps={S}")
@@ -197,4 +205,4 @@ def plot(results, path):
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

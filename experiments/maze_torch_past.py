@@ -1,138 +1,81 @@
 """MLM-U with the paper's PAST encoder-decoder written in plain PyTorch, on jaxformers' maze data.
 
-  python benchmarks/torch_past.py --grid=3 --steps=2000 --jax_run=runs/maze_mlmu_3_small
+  python experiments/maze_torch_past.py --grid=3 --steps=2000 --jax_run=runs/maze_mlmu_3_small
+  python experiments/maze_torch_past.py --grid=5 --steps=1500 --stop_after=750 --num_train=100000 \
+      --jax_run=runs/maze_mlmu_5_small
 
-A fidelity check of models/encdec.py + objectives/mlm_u.py. It is written from the paper's
-description (Nolte et al. 2024 §3.1-3.2; methods.md §5.2-5.4), including the parts where jaxformers
-differs: pre-LayerNorm with bias, a GELU MLP of width 4d, a bias on every linear map, and an LM head
-tied to the token embedding. Sizes, data and optimiser come from configs/maze_mlmu.py (the same
-preset the JAX run used): the same maze splits, AdamW with the config's learning-rate schedule
-(`train.state.learning_rate_schedule`), clip 1, weight decay on matrices only. It scores held-out
-mazes the same way (greedy, one token per forward pass, left to right; exact match of the path
-region). If this model learns much faster than the JAX one at the same budget, the JAX
-implementation or its architecture choices are at fault. Writes benchmarks/results/torch_past_*.json.
-Needs PyTorch, which is not a jaxformers dependency: `pip install torch` (the CPU build is enough).
+A fidelity check of models/encdec.py + objectives/mlm_u.py (the PyTorch model: _torch_past.py).
+Sizes, data and optimiser come from configs/maze_mlmu.py (the same preset the JAX run used): the
+same maze splits, AdamW with the config's learning-rate schedule (`train.state.learning_rate_schedule`),
+clip 1, weight decay on matrices only. It scores held-out mazes the same way (greedy, one token per
+forward pass, left to right; exact match of the path region). If this model learns much faster than
+the JAX one at the same budget, the JAX implementation or its architecture choices are at fault.
+Records variant "<n>x<n>_d<d>_l<layers>_<last>of<steps>" of experiments/results/maze_torch_past.json
+and redraws maze_torch_past.png. Needs PyTorch, which is not a jaxformers dependency.
 """
 
-import argparse
+import importlib.util
 import json
 import os
-import sys
 import time
 
+import _results
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _torch_past import PAST, greedy_exact_match, mlm_u_batch
+from absl import app, flags
 from torch import nn
 
+from jaxformers.data import mazes
+from jaxformers.train.state import learning_rate_schedule
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+NAME = "maze_torch_past"
 
-from configs.maze_mlmu import get_config  # noqa: E402
-from jaxformers.data import mazes  # noqa: E402
-from jaxformers.train.state import learning_rate_schedule  # noqa: E402
-
-
-def rope(x, positions, base=10000.0):
-    """Rotate-half RoPE on the full head dim, in float32. x [B, H, T, D], positions [T]."""
-    d = x.shape[-1]
-    inv = base ** (-torch.arange(0, d, 2, dtype=torch.float32) / d)
-    ang = positions.float()[:, None] * inv
-    cos, sin = torch.cat([ang, ang], -1).cos(), torch.cat([ang, ang], -1).sin()
-    x1, x2 = x[..., : d // 2], x[..., d // 2 :]
-    return x * cos + torch.cat([-x2, x1], -1) * sin
-
-
-class Block(nn.Module):
-    """Pre-LN block: attention (self, or cross to `memory`) then a GELU MLP; biases everywhere."""
-
-    def __init__(self, d, heads):
-        super().__init__()
-        self.heads = heads
-        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.q, self.kv, self.o = nn.Linear(d, d), nn.Linear(d, 2 * d), nn.Linear(d, d)
-        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
-
-    def forward(self, x, q_pos, memory, kv_pos, kv_visible):
-        b, tq, d = x.shape
-        h = self.ln1(x)
-        mem = h if memory is None else memory
-        q = self.q(h).view(b, tq, self.heads, -1).transpose(1, 2)
-        k, v = self.kv(mem).view(b, mem.shape[1], 2, self.heads, -1).permute(2, 0, 3, 1, 4)
-        q, k = rope(q, q_pos), rope(k, kv_pos)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=kv_visible[:, None, None, :])
-        x = x + self.o(y.transpose(1, 2).reshape(b, tq, d))
-        return x + self.mlp(self.ln2(x))
+flags.DEFINE_integer("grid", 3, "Maze size n (n x n).")
+flags.DEFINE_string("size", "small", "configs/maze_mlmu.py size preset.")
+flags.DEFINE_integer("steps", 2000, "Length of the learning-rate schedule.")
+flags.DEFINE_integer("stop_after", 0, "End early (0: at --steps).")
+flags.DEFINE_integer("batch_size", 64, "Mazes per step.")
+flags.DEFINE_float("lr", 1e-3, "Peak learning rate.")
+flags.DEFINE_integer("num_train", 20_000, "Training mazes.")
+flags.DEFINE_integer("eval_every", 250, "Steps between held-out evaluations.")
+flags.DEFINE_integer("eval_mazes", 256, "Held-out mazes per evaluation.")
+flags.DEFINE_integer("seed", 0, "Torch and batch seed.")
+flags.DEFINE_integer("threads", 1, "torch.set_num_threads.")
+flags.DEFINE_string("jax_run", "", "A jaxformers MLM-U workdir to tabulate beside.")
+FLAGS = flags.FLAGS
 
 
-class PAST(nn.Module):
-    def __init__(self, vocab, d, heads, layers):
-        super().__init__()
-        self.enc = nn.ModuleList(Block(d, heads) for _ in range(layers))
-        self.dec = nn.ModuleList(Block(d, heads) for _ in range(layers))
-        self.enc_ln, self.dec_ln = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.query = nn.Parameter(torch.randn(d))  # one learned vector: no token content
-        self.head = nn.Linear(d, vocab)
-        self.embed = nn.Embedding(vocab, d)
-        self.embed.weight = self.head.weight  # tied, as PAST's tie_lmhead
-
-    def forward(self, tokens, visible, query_positions):
-        b, t = tokens.shape
-        pos = torch.arange(t)
-        x = self.embed(tokens)
-        for block in self.enc:
-            x = block(x, pos, None, pos, visible)
-        memory = self.enc_ln(x)
-        y = self.query.expand(b, len(query_positions), -1)
-        for block in self.dec:
-            y = block(y, query_positions, memory, pos, visible)
-        return self.head(self.dec_ln(y))
+def get_config(arg: str):
+    spec = importlib.util.spec_from_file_location("maze_mlmu", os.path.join(ROOT, "configs", "maze_mlmu.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
 
 
-def mlm_u_batch(tokens, n, rng):
-    """Visible / predicted masks of the paper's MLM-U: r ~ U(0,1) per sequence, a path-region token
-    is visible iff u < r, the prefix is always visible, padding never is."""
-    path = mazes.path_mask(tokens, n).astype(bool)
-    r = rng.uniform(size=(len(tokens), 1))
-    shown = rng.uniform(size=tokens.shape) < r
-    prefix = np.arange(tokens.shape[1]) < mazes.prefix_len(n)
-    return prefix | (path & shown), path & ~shown
+def plot(results: dict):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(4.5 * len(results), 3.4), squeeze=False)
+    for ax, (name, result) in zip(axes.flat, results.items()):
+        for key, label in (("torch_past", "PyTorch PAST"), ("jaxformers", "jaxformers encdec")):
+            curve = result.get(key, [])
+            ax.plot([r["step"] for r in curve], [r["exact_match"] for r in curve], "o-", label=label)
+        ax.set(title=name, xlabel="step", ylabel="held-out exact match", ylim=(-0.03, 1.03))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
-@torch.no_grad()
-def greedy_exact_match(model, tokens, n):
-    """Held-out navigation accuracy: decode the path region left to right, one token per pass."""
-    p = mazes.prefix_len(n)
-    region = mazes.path_mask(tokens, n).astype(bool)
-    steps = int(region.sum(1).max())
-    seq = torch.as_tensor(tokens.astype(np.int64))
-    seq[:, p:] = mazes.PAD  # nothing of the answer is in the input, visible or not
-    visible = torch.zeros(seq.shape, dtype=torch.bool)
-    visible[:, :p] = True
-    query = torch.arange(p, p + steps)
-    for i in range(steps):
-        seq[:, p + i] = model(seq, visible, query[i : i + 1])[:, 0].argmax(-1)
-        visible[:, p + i] = True
-    predicted = seq[:, p : p + steps].numpy()
-    m = mazes.navigation_metrics(predicted, tokens, n)
-    return m["exact_match"], m["token_accuracy"]
-
-
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--grid", type=int, default=3)
-    parser.add_argument("--size", default="small", help="configs/maze_mlmu.py size preset")
-    parser.add_argument("--steps", type=int, default=2000, help="length of the lr schedule")
-    parser.add_argument("--stop_after", type=int, default=0, help="end early (0: at --steps)")
-    parser.add_argument("--batch_size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--num_train", type=int, default=20_000)
-    parser.add_argument("--eval_every", type=int, default=250)
-    parser.add_argument("--eval_mazes", type=int, default=256)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--jax_run", default="", help="a jaxformers MLM-U workdir to tabulate beside")
-    args = parser.parse_args()
+def main(argv):
+    del argv
+    args = FLAGS
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     config = get_config(f"grid={args.grid},size={args.size},steps={args.steps}")
@@ -174,8 +117,10 @@ def main():
             curve.append({"step": step, "loss": loss.item(), "exact_match": exact,
                           "token_accuracy": token_acc, "wall_s": time.perf_counter() - start})
             print(json.dumps(curve[-1]), flush=True)
-    result = {"args": vars(args), "parameters": sum(p.numel() for p in model.parameters()),
-              "torch_past": curve}
+    names = ("grid", "size", "steps", "stop_after", "batch_size", "lr", "num_train", "eval_every",
+             "eval_mazes", "seed", "threads", "jax_run")
+    result = {"args": {k: getattr(args, k) for k in names},
+              "parameters": sum(p.numel() for p in model.parameters()), "torch_past": curve}
     if args.jax_run:
         from jaxformers.train.metrics import read_metrics
 
@@ -183,12 +128,10 @@ def main():
             {"step": r["step"], "exact_match": r["nav_exact_match"],
              "token_accuracy": r["nav_token_accuracy"]}
             for r in read_metrics(args.jax_run, "validation") if "nav_exact_match" in r]
-    out = os.path.join(ROOT, "benchmarks", "results",
-                       f"torch_past_{n}x{n}_d{m.embed_dim}_l{m.num_layers}_{last}of{args.steps}.json")
-    with open(out, "w") as f:
-        json.dump(result, f, indent=1)
-    print("wrote", out)
+    variant = f"{n}x{n}_d{m.embed_dim}_l{m.num_layers}_{last}of{args.steps}"
+    results = _results.save_variant(NAME, variant, result)
+    print("wrote", _results.save_figure(plot(results), NAME))
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

@@ -1,26 +1,37 @@
 """Dense vs Mixture-of-Transformers (K=2) at equal per-step FLOPs: the step-matching result.
 
-  python benchmarks/mot_step_matching.py [--steps=300] [--variant=synthetic|mazes]
-      [--text=markov|corpus] [--seed=0] [--batch_size=16] [--embed_dim=128] [--root=runs/mot_sm]
+  python experiments/mot_step_matching.py [--steps=300] [--variant=synthetic|mazes]
+      [--text=markov|corpus] [--seed=0] [--batch_size=16] [--embed_dim=128] [--moe4x]
 
 Trains configs/mot_dense_baseline.py and configs/mot.py (same data, schedule, seed) with
 train.train_and_evaluate, then for each modality m and each dense validation loss L_d(s) finds the
 step s' at which MoT first reaches it (linear interpolation on MoT's running-min curve), and fits
 s' = slope · s through the origin over dense steps >= 20% of training (MoT paper §3.2, Fig. 5-6:
-"step matching"). Prints a table, writes benchmarks/results/mot_step_matching.json and .png.
+"step matching"). Prints a table and records the setting as one variant (e.g.
+"synthetic_corpus_batch64_d64_1000steps") of experiments/results/mot_step_matching.json; the figure
+mot_step_matching.png shows the matched steps and slopes of every variant.
 """
 
-import argparse
 import importlib.util
-import json
 import os
 import shutil
-import sys
 
+import _results
 import numpy as np
+from absl import app, flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+NAME = "mot_step_matching"
+
+flags.DEFINE_integer("steps", 300, "Training steps of every run.")
+flags.DEFINE_string("variant", "synthetic", "two_modality data variant: synthetic|mazes.")
+flags.DEFINE_string("text", "markov", "The synthetic variant's text: markov|corpus.")
+flags.DEFINE_bool("moe4x", False, "Also train configs/mot_moe4x.py and step-match it against dense.")
+flags.DEFINE_integer("seed", 0, "Model init and data order seed.")
+flags.DEFINE_integer("batch_size", 0, "Sequences per step for every run (0: the configs' own).")
+flags.DEFINE_integer("embed_dim", 0, "Model width for every run (0: the configs' own, 128).")
+flags.DEFINE_string("root", os.path.join(ROOT, "runs", "mot_step_matching"), "Where the runs go.")
+flags.DEFINE_string("only", "", "Train only 'dense' or 'mot' (for parallel runs).")
 
 
 def load_config(name: str, arg: str):
@@ -75,21 +86,9 @@ def validation_curves(workdir):
     return {k: [r[k] for r in rows] for k in rows[0]} if rows else {}
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--variant", default="synthetic")
-    parser.add_argument("--text", default="markov", help="synthetic variant's text: markov|corpus")
-    parser.add_argument("--moe4x", action="store_true",
-                        help="also train configs/mot_moe4x.py and step-match it against dense")
-    parser.add_argument("--seed", type=int, default=0, help="model init and data order seed")
-    parser.add_argument("--batch_size", type=int, default=0,
-                        help="sequences per step for every run (0: the configs' own)")
-    parser.add_argument("--embed_dim", type=int, default=0,
-                        help="model width for every run (0: the configs' own, 128)")
-    parser.add_argument("--root", default=os.path.join(ROOT, "runs", "mot_step_matching"))
-    parser.add_argument("--only", default="", help="train only 'dense' or 'mot' (for parallel runs)")
-    args = parser.parse_args()
+def main(argv):
+    del argv
+    args = flags.FLAGS
     from jaxformers.train import train_and_evaluate
 
     arg = f"size=small,variant={args.variant},text={args.text},steps={args.steps}"
@@ -142,10 +141,7 @@ def main():
             train_rows[k].get("step", 1), 1)
         result[f"{k}_steps_per_s"] = train_rows[k].get("steps_per_s")
         result[f"{k}_curves"] = {c: curves[k][c] for c in ("step", "loss", "loss_m0", "loss_m1")}
-    os.makedirs(os.path.join(ROOT, "benchmarks", "results"), exist_ok=True)
-    out = os.path.join(ROOT, "benchmarks", "results", f"mot_step_matching_{args.variant}{suffix}")
-    with open(out + ".json", "w") as f:
-        json.dump(result, f, indent=1)
+    results = _results.save_variant(NAME, f"{args.variant}{suffix}", result)
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     for run in [k for k in runs if k != "dense"]:
         table = result[table_key(run)]
@@ -155,39 +151,39 @@ def main():
             print(f"{key:10s} {r['dense_final']:12.4f} {r['mot_final']:12.4f} "
                   f"{fmt(r['slope']):>7s} {fmt(r['final_loss_fraction']):>10s}")
     print("FLOPs/step: " + ", ".join(f"{k} {result[f'{k}_flops_per_step']:.4g}" for k in runs))
-    plot(result, out + ".png")
+    print("wrote", _results.save_figure(plot(results), NAME), f"(variant {args.variant}{suffix!r})")
 
 
-def plot(result, path):
+def plot(results: dict):
+    """One panel per variant: MoT's (and MoE-4x's) steps to reach each dense loss, with the slopes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    names = {"loss_m0": "modality 0", "loss_m1": "modality 1"}
-    for ax, key in zip(axes[:2], ("loss_m0", "loss_m1")):
-        for run, style in (("dense", "-"), ("mot", "--"), ("moe4x", ":")):
-            if f"{run}_curves" not in result:
-                continue
-            c = result[f"{run}_curves"]
-            ax.plot(c["step"], c[key], style, label=run)
-        ax.set(title=f"{names[key]} validation loss", xlabel="step", ylabel="nats/token")
-        ax.legend()
-    ax = axes[2]
-    for run, marker, label in (("mot", "o", "MoT"), ("moe4x", "x", "MoE-4x")):
-        for key, r in result.get(table_key(run), {}).items():
-            if r["pairs"]:
-                sd, sm = np.array(r["pairs"]).T
-                ax.plot(sd, sm, marker, label=f"{label} {names[key]}: slope {r['slope']:.2f}")
-                ax.plot(sd, r["slope"] * sd, ":", color=ax.lines[-1].get_color())
-    top = result["steps"]
-    ax.plot([0, top], [0, top], "k-", lw=0.5, label="slope 1 (no gain)")
-    ax.set(title="step matching", xlabel="dense step", ylabel="MoT steps to the same loss")
-    ax.legend()
+    cols = 4
+    rows = -(-len(results) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False)
+    names = {"synthetic": {"loss_m0": "text", "loss_m1": "image"},
+             "mazes": {"loss_m0": "description", "loss_m1": "path"}}
+    for ax, (variant, result) in zip(axes.flat, results.items()):
+        for run, marker, label in (("mot", "o", "MoT"), ("moe4x", "x", "MoE-4x")):
+            for key, r in result.get(table_key(run), {}).items():
+                if r["pairs"]:
+                    sd, sm = np.array(r["pairs"]).T
+                    name = names[result["variant"]][key]
+                    ax.plot(sd, sm, marker, ms=3, label=f"{label} {name}: {r['slope']:.2f}")
+                    ax.plot(sd, r["slope"] * sd, ":", color=ax.lines[-1].get_color())
+        top = result["steps"]
+        ax.plot([0, top], [0, top], "k-", lw=0.5, label="slope 1 (no gain)")
+        ax.set_title(variant, fontsize=9)
+        ax.set(xlabel="dense step", ylabel="steps to the same loss")
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(results):]:
+        ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    return fig
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

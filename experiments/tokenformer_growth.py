@@ -1,6 +1,6 @@
 """TokenFormer growth vs training the large model from scratch (methods.md §1.6 experiment).
 
-  python benchmarks/tokenformer_growth.py --small_steps=300 --grow_steps=150 --workdir=runs/tf_exp
+  python experiments/tokenformer_growth.py --small_steps=300 --grow_steps=150 --workdir=runs/tf_exp
 
 1. "small": configs/tokenformer.py:small (4 layers, d=128, 64/256 tokens) for S steps.
 2. "grown": configs/tokenformer.py:large (4x the tokens) initialised with `tokenformer_grow`
@@ -10,22 +10,23 @@
    total budget, i.e. the number of large steps whose FLOPs equal the small run's + B large steps.
 
 Compute is XLA's count of training FLOPs (metrics.jsonl "flops"); the grown curve's cumulative
-compute includes the small model's. Prints a table, writes benchmarks/results/tokenformer_growth
+compute includes the small model's. Prints a table, writes experiments/results/tokenformer_growth
 .json and a loss-vs-compute plot next to it.
 """
 
+import importlib.util
 import json
 import os
-import sys
 
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 flags.DEFINE_integer("small_steps", 300, "S: steps of the small model.")
 flags.DEFINE_integer("grow_steps", 150, "B: steps after growth (and of scratch_B).")
 flags.DEFINE_string("workdir", "runs/tf_exp", "Parent folder of the four runs.")
-flags.DEFINE_string("out", "benchmarks/results/tokenformer_growth", "JSON/PNG path stem.")
+flags.DEFINE_string("out", os.path.join(ROOT, "experiments", "results", "tokenformer_growth"),
+                    "JSON/PNG path stem.")
 flags.DEFINE_string("size", "small", "Small preset (its grown preset is 'large' or 'tiny_large').")
 flags.DEFINE_string("stages", "small,grown,scratch_B,scratch_total,report",
                     "Comma-separated stages (each resumable; run them in separate processes).")
@@ -35,9 +36,11 @@ GROWN_OF = {"small": "large", "tiny": "tiny_large"}
 
 
 def _config(size, steps):
-    from configs.tokenformer import get_config
-
-    c = get_config(size)
+    path = os.path.join(ROOT, "configs", "tokenformer.py")
+    spec = importlib.util.spec_from_file_location("tokenformer", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    c = module.get_config(size)
     c.num_steps = steps
     c.warmup_steps = max(10, steps // 20)
     c.eval_every = max(10, steps // 8)
