@@ -3,17 +3,46 @@
 Saves are async and atomic (a step directory appears only when complete, so a run killed during a
 save resumes from the previous one). Restores go into abstract targets that carry the target
 shardings, so a checkpoint written on 8 devices restores on 1 and the reverse.
+
+Resuming (`restore_latest`) first compares the checkpoint's stored config with the run's and
+refuses, naming every differing field, unless only fields in `ALLOWED_ON_RESUME` differ. It then
+restores the newest step that restores cleanly: a damaged newer step (a truncated or missing file)
+is reported in one line and moved, untouched, to `<workdir>/damaged_checkpoints/<step>`, where no
+later save can overwrite it. Read-only users (`load_variables`: evaluate, sample, grow, init_from)
+refuse a damaged step with a one-line CheckpointError naming it.
 """
 
+import contextlib
+import fnmatch
+import gc
 import json
 import os
+import sys
+import threading
+import time
 
 import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxformers.errors import UserError, one_line
+
 ITEMS = ("variables", "train", "data", "config")
+
+# Config fields a resumed run may change: the schedule's length, logging, evaluation, the device
+# layout (restores reshard) and kernel implementations, none of which changes a stored array.
+ALLOWED_ON_RESUME = (
+    "num_steps", "eval_every", "eval_batches", "log_every", "checkpoint_every", "keep_checkpoints",
+    "progress_bar", "profile_steps", "peak_flops", "evaluators", "mesh.*", "sharding_rules",
+    "init_from.*", "data.eval_*", "model.remat", "model.*impl", "model.*dispatch",
+    "model.weight_grad_matmul", "model.layer_loop",  # CPU fast paths: same parameters either way
+)
+DAMAGED_DIR = "damaged_checkpoints"
+
+
+class CheckpointError(UserError, FileNotFoundError):
+    """A workdir without the checkpoint asked for, or whose checkpoint cannot be used."""
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -89,6 +118,114 @@ def restore_state(manager, step: int, abstract_state, state_shardings):
     return state, restored["data"]
 
 
+def _flatten(tree, prefix: str = "") -> dict:
+    if isinstance(tree, dict):
+        out = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: tree}
+
+
+def config_differences(stored: dict, config) -> list[str]:
+    """'field: stored -> new' for each field that differs and may not change on resume.
+
+    Fields present on one side only (a library version that added or removed a field) are not
+    compared; values are compared in their JSON form, as the checkpoint stores them.
+    """
+    old = _flatten(stored)
+    new = _flatten(json.loads(config.to_json_best_effort()))
+    return [
+        f"{key}: {json.dumps(old[key])} -> {json.dumps(new[key])}"
+        for key in sorted(old.keys() & new.keys())
+        if old[key] != new[key] and not any(fnmatch.fnmatchcase(key, p) for p in ALLOWED_ON_RESUME)
+    ]
+
+
+@contextlib.contextmanager
+def _quiet_failed_reads():
+    """A failed Orbax read leaves sibling reads running: their coroutines raise when collected
+    ("Exception ignored in: <coroutine ...>") and TensorStore's callbacks, finishing after Orbax's
+    event loop closed, print "RuntimeError: Event loop is closed" tracebacks. After a failure, let
+    them finish and collect them here, silently; the caller reports the failure in one line."""
+    hooks = sys.unraisablehook, sys.excepthook, threading.excepthook
+    sys.unraisablehook = sys.excepthook = threading.excepthook = lambda *args: None
+    try:
+        yield
+    except Exception:
+        time.sleep(0.5)
+        raise
+    finally:
+        gc.collect()
+        sys.unraisablehook, sys.excepthook, threading.excepthook = hooks
+
+
+def _reason(error: BaseException) -> str:
+    """The first line of the innermost cause (TensorStore's own message), without its spec."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    text = one_line(str(error)).split(" [tensorstore_spec", 1)[0]
+    return f"{type(error).__name__}: {text[:300]}"
+
+
+def _move_aside(workdir: str, step: int) -> str:
+    """Move checkpoints/<step> to damaged_checkpoints/<step>[.n], never over an earlier one."""
+    target_dir = os.path.join(os.path.abspath(workdir), DAMAGED_DIR)
+    os.makedirs(target_dir, exist_ok=True)
+    target, n = os.path.join(target_dir, str(step)), 0
+    while os.path.exists(target):
+        n += 1
+        target = os.path.join(target_dir, f"{step}.{n}")
+    os.rename(os.path.join(checkpoint_dir(workdir), str(step)), target)
+    return target
+
+
+def restore_latest(manager, workdir: str, config, abstract_state, state_shardings):
+    """(state, data_state) of the newest checkpoint that restores cleanly, or None if none exists.
+
+    Refuses (CheckpointError, one line) a checkpoint of a different config; skips damaged newer
+    steps, printing one line per step and moving it aside once an older step has restored (if no
+    step restores, nothing is moved and the error names every step and why).
+    """
+    skipped = []
+    for step in sorted(manager.all_steps(), reverse=True):
+        try:
+            with _quiet_failed_reads():
+                stored = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+        except Exception as e:  # noqa: BLE001  (Orbax/TensorStore raise plain Exceptions)
+            skipped.append((step, f"its config cannot be read ({_reason(e)})"))
+            continue
+        differences = config_differences(dict(stored["config"]), config)
+        if differences:
+            raise CheckpointError(
+                f"workdir {workdir} holds a checkpoint (step {step}) of a different config: "
+                + "; ".join(differences)
+                + ". Use a new --workdir, or change only fields allowed on resume (README)"
+            )
+        try:
+            with _quiet_failed_reads():
+                restored = restore_state(manager, step, abstract_state, state_shardings)
+        except Exception as e:  # noqa: BLE001
+            skipped.append((step, _reason(e)))
+            continue
+        for bad, why in skipped:
+            where = _move_aside(workdir, bad) if jax.process_index() == 0 else DAMAGED_DIR
+            print(f"warning: skipped damaged checkpoint step {bad} in {workdir} ({why}); moved it "
+                  f"untouched to {where}", file=sys.stderr, flush=True)
+        if skipped:
+            manager.reload()
+        if jax.process_index() == 0:
+            print(f"resuming from step {step} of {workdir}", flush=True)
+        return restored
+    if skipped:
+        raise CheckpointError(
+            f"no checkpoint in workdir {workdir} restores: "
+            + "; ".join(f"step {step}: {why}" for step, why in skipped)
+            + " (nothing was moved or deleted)"
+        )
+    return None
+
+
 def latest_step(workdir: str) -> int | None:
     if not os.path.isdir(checkpoint_dir(workdir)):
         return None
@@ -106,28 +243,32 @@ def load_variables(workdir: str, step: int | None = None, sharding=None):
     (default: replicated on the first device). Used by init_from, evaluate, sample and grow.
     """
     if not os.path.isdir(checkpoint_dir(workdir)):
-        raise FileNotFoundError(f"no checkpoints in workdir {workdir!r} (expected {checkpoint_dir(workdir)})")
+        raise CheckpointError(f"no checkpoints in workdir {workdir!r} (expected {checkpoint_dir(workdir)})")
     manager = make_manager(workdir, read_only=True)
     try:
         step = manager.latest_step() if step is None or step < 0 else step
         if step is None or step not in manager.all_steps():
-            raise FileNotFoundError(
+            raise CheckpointError(
                 f"workdir {workdir!r} has no complete checkpoint"
                 + ("" if step is None else f" at step {step}; it has {manager.all_steps()}")
             )
         sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
-        metadata = manager.item_metadata(step)["variables"]
-        target = jax.tree.map(
-            lambda m: jax.ShapeDtypeStruct(tuple(m.shape), np.dtype(m.dtype), sharding=sharding),
-            metadata,
-            is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"),
-        )
-        restored = manager.restore(
-            step,
-            args=ocp.args.Composite(
-                variables=ocp.args.StandardRestore(target), config=ocp.args.JsonRestore()
-            ),
-        )
+        try:
+            with _quiet_failed_reads():
+                metadata = manager.item_metadata(step)["variables"]
+                target = jax.tree.map(
+                    lambda m: jax.ShapeDtypeStruct(tuple(m.shape), np.dtype(m.dtype), sharding=sharding),
+                    metadata,
+                    is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"),
+                )
+                restored = manager.restore(step, args=ocp.args.Composite(
+                    variables=ocp.args.StandardRestore(target), config=ocp.args.JsonRestore()))
+        except Exception as e:  # noqa: BLE001  (Orbax/TensorStore raise plain Exceptions)
+            others = [s for s in manager.all_steps() if s != step]
+            raise CheckpointError(
+                f"checkpoint step {step} in workdir {workdir} cannot be read ({_reason(e)})"
+                + (f"; other steps: {others}" if others else "")
+            ) from e
     finally:
         manager.close()
     config = ml_collections.ConfigDict(restored["config"])
