@@ -4,8 +4,9 @@ Registered in `train.evaluators`, so `config.evaluators = ("maze_navigation",)` 
 nav_exact_match / nav_token_accuracy / nav_valid_path at every evaluation. The first
 `data.eval_mazes` mazes of `data.eval_split` ("validation", the default, or "train" to measure how
 much of the training set a model solves) are decoded greedily, one token per step, left to right.
-`data.eval_file` replaces them with the mazes of a text file, one per line in maze-dataset words
-(data/maze_words.py), so mazes made by other tools can be scored. The encoder-decoder (MLM-U)
+`data.eval_file` replaces them with every maze of a text file (all of them, whatever
+`data.eval_mazes` says), one per line in maze-dataset words (data/maze_words.py), so mazes made by
+other tools can be scored. `nav_mazes` reports how many mazes were scored. The encoder-decoder (MLM-U)
 re-encodes the visible tokens each step (`encdec.greedy_decode`); a decoder-only model (next
 token) decodes with its KV cache (`sampling.generate`, temperature 0);
 a Mixture-of-Transformers decoder reads the prompt as modality 0 (description) and every
@@ -56,12 +57,11 @@ def evaluate_navigation(model, variables, tokens: np.ndarray, n: int, batch_size
 @register_evaluator("maze_navigation")
 def maze_navigation(model, variables, config) -> dict:
     o = mazes.data_options(config.data)
-    if o["eval_file"] is not None:
+    if o["eval_file"] is not None:  # every maze of the file (to score fewer, pass a shorter file)
         tokens = maze_words.read_words_file(o["eval_file"], o["n"])
     else:
         tokens = mazes.maze_splits(o["n"], o["num_train"], o["num_validation"], o["seed"])
-        tokens = tokens[o["eval_split"]]
-    tokens = tokens[: config.data.get("eval_mazes", 256)]
+        tokens = tokens[o["eval_split"]][: config.data.get("eval_mazes", 256)]
     metrics = evaluate_navigation(model, variables, tokens, o["n"],
                                   batch_size=config.data.get("eval_batch_size", 64))
-    return {f"nav_{k}": v for k, v in metrics.items()}
+    return {f"nav_{k}": v for k, v in metrics.items()} | {"nav_mazes": len(tokens)}
