@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from configs.icl_lsa import PRESETS, get_config  # noqa: E402
-from jaxformers.models.config import model_config_from  # noqa: E402
+from jaxformers.config import model_config_from  # noqa: E402
 from jaxformers.models.lsa import effective_preconditioner  # noqa: E402
 from jaxformers.models.registry import build_model  # noqa: E402
 from jaxformers.ops import icl  # noqa: E402

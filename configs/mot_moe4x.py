@@ -1,7 +1,7 @@
 """MoE-4x baseline for the Mixture-of-Transformers comparison (MoT paper §3.2: dense, MoE-4x, MoT).
 
   python launch/train.py --config=configs/mot_moe4x.py --workdir=runs/mot_moe4x
-  python benchmarks/mot_step_matching.py --steps=1000 --moe4x   # dense, MoT and this, side by side
+  python experiments/mot_step_matching.py --steps=1000 --moe4x  # dense, MoT and this, side by side
 
 configs/mot_dense_baseline.py with its SwiGLU FFN replaced by 4 experts, each a plain MLP of width
 1.5·hidden_dim so that one expert costs what the dense FFN costs. Top-1 learned routing with the
@@ -15,7 +15,7 @@ Presets: as configs/mot.py (size, variant, text, steps).
 import importlib.util
 import os
 
-from jaxformers.models.config import model_config_from
+from jaxformers.config import model_config_from
 
 _spec = importlib.util.spec_from_file_location(
     "_mot_config", os.path.join(os.path.dirname(os.path.abspath(__file__)), "mot.py"))

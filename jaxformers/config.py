@@ -1,99 +1,209 @@
 """The frozen, validated model configuration, built from an experiment's `config.model` ConfigDict.
 
-Every knob of the composed decoder (ARCHITECTURE.md "Models are composed") lives here. Method
-options sit in small nested dataclasses so that each method validates its own fields; an unknown
-key or a wrong type is a one-line error naming the field (e.g. `model.moe.num_experts`).
+Every knob of the composed decoder lives here, below every layer that reads it: nn/ and models/
+import this module, never the reverse. Method options sit in small nested dataclasses, each with a
+`validate(model)` that checks its own fields when its method is in use; `ModelConfig.validate`
+calls them all. Name-valued fields are `Literal`s, so the choices are listed next to the field
+(the tables that map a name to its class are in `nn/registry.py` and `nn/projection.py`). An unknown
+key or a wrong type is a one-line ConfigError naming the field (e.g. `model.moe.num_experts`).
 """
 
 import dataclasses
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 from ml_collections.config_dict import placeholder
+
+from jaxformers.ops import linear_attention as linear_attention_ops
+from jaxformers.ops import moe as moe_ops
+from jaxformers.ops import pattention as pattention_ops
 
 
 class ConfigError(ValueError):
     """A config field is unknown, of the wrong type or inconsistent with another."""
 
 
+def need(condition: bool, message: str) -> None:
+    """Raise ConfigError(message) unless condition holds."""
+    if not condition:
+        raise ConfigError(message)
+
+
+def _check_chunk(field: str, chunk: int) -> None:
+    need(chunk >= 1 and not chunk & (chunk - 1),
+         f"model.{field}.chunk_size={chunk} must be a positive power of two")
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class AttentionOptions:
-    impl: str = "xla"  # "xla" (ops/ reference), "pallas" (kernels/), "auto" (Pallas on GPU/TPU)
+    impl: Literal["xla", "pallas", "auto"] = "xla"  # ops/ reference | kernels/ | Pallas on GPU/TPU
     block_q: int = 128
     block_kv: int = 128
     qk_norm: bool = False
 
+    def validate(self, model: "ModelConfig") -> None:
+        need(self.block_q > 0 and self.block_kv > 0,
+             f"model.attention.block_q={self.block_q} and block_kv={self.block_kv} must be positive")
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class LinearAttentionOptions:
-    feature_map: str = "elu_plus_one"  # elu_plus_one | identity | relu
+    """Causal linear attention (Katharopoulos et al. 2020, arXiv 2006.16236)."""
+
+    feature_map: str = "elu_plus_one"  # a name in ops.linear_attention.FEATURE_MAPS
     normalize: bool = False
     chunk_size: int = 64
     output_norm: bool = True  # per-head RMSNorm of the output (fla LinearAttention default)
 
+    def validate(self, model: "ModelConfig") -> None:
+        if model.token_mixer != "linear_attention":
+            return
+        maps = sorted(linear_attention_ops.FEATURE_MAPS)
+        need(self.feature_map in maps,
+             f"model.linear_attention.feature_map={self.feature_map!r}; expected one of {maps}")
+        _check_chunk("linear_attention", self.chunk_size)
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class GLAOptions:
+    """Gated linear attention (Yang et al. 2024, arXiv 2312.06635)."""
+
     chunk_size: int = 64
     key_dim_ratio: float = 0.5  # d_k = ratio * d (GLA paper §4.1)
     gate_low_rank_dim: int = 16
     gate_logit_normalizer: float = 16.0
-    impl: str = "xla"  # xla | pallas | auto
+    impl: Literal["xla", "pallas", "auto"] = "xla"
     value_dim_ratio: float = 1.0  # d_v = ratio * d (fla expand_v)
     norm_eps: float = 1e-5  # per-head RMSNorm before the swish output gate (fla FusedRMSNormGated)
+
+    def dims(self, embed_dim: int) -> tuple[int, int]:
+        """(key_dim, value_dim) summed over heads."""
+        return (int(round(self.key_dim_ratio * embed_dim)),
+                int(round(self.value_dim_ratio * embed_dim)))
+
+    def validate(self, model: "ModelConfig") -> None:
+        if model.token_mixer != "gla":
+            return
+        for name, dim in zip(("key_dim_ratio", "value_dim_ratio"), self.dims(model.embed_dim)):
+            need(dim > 0 and dim % model.num_heads == 0,
+                 f"model.gla.{name} gives dim {dim}, not a positive multiple of "
+                 f"model.num_heads={model.num_heads}")
+        need(self.gate_low_rank_dim > 0 and self.gate_logit_normalizer > 0,
+             "model.gla.gate_low_rank_dim and gate_logit_normalizer must be > 0")
+        _check_chunk("gla", self.chunk_size)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class LSAOptions:
     """Linear self-attention for in-context regression (models/lsa.py); embed_dim = d + 1."""
 
-    parameterization: str = "merged"  # merged (ZFB W_KQ, W_PV) | separate (vO W_Q, W_K, W_V, W_P)
-    readout: str = "bottom_right"  # bottom_right (ZFB: y-slot of the query) | negated (vO: minus it)
+    # merged: W_KQ, W_PV (Zhang, Frei & Bartlett 2023); separate: W_Q, W_K, W_V, W_P (von Oswald 2023)
+    parameterization: Literal["merged", "separate"] = "merged"
+    readout: Literal["bottom_right", "negated"] = "bottom_right"  # ZFB y-slot | vO: minus it
     include_query_as_key: bool = False
     normalize_by_context: bool = True  # 1/N inside the layer (ZFB); vO lets W_P absorb it
+
+    def validate(self, model: "ModelConfig") -> None:
+        del model  # the Literal fields are checked when the config is read
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class MoEOptions:
-    """SMoE-Dropout / learned-router MoE FFN (methods.md §3); checked by nn.moe's validator."""
+    """SMoE-Dropout (Chen et al. 2023, arXiv 2303.01610) / learned-router MoE FFN."""
 
     num_experts: int = 8
     expert_dim: int | None = None  # per-expert hidden width; default hidden_dim // num_experts
-    router: str = "learned"  # learned | random_frozen (constants collection, never optimized)
+    router: Literal["learned", "random_frozen"] = "learned"  # random_frozen: never optimized
     k: int = 2  # active experts when k_schedule="fixed"
-    gate: str = "topk_softmax"  # topk_softmax (renormalised over the k) | softmax (Switch, for k=1)
-    k_schedule: str = "fixed"  # fixed | linear | linear_decrease (ops.moe.k_schedule)
+    gate: str = "topk_softmax"  # ops.moe.GATES: topk_softmax (renormalised over k) | softmax
+    k_schedule: str = "fixed"  # ops.moe.K_SCHEDULES: fixed | linear | linear_decrease
     k_min: int = 1
     k_max: int | None = None  # None = num_experts
     total_steps: int = 0  # T of the k schedule (set to config.num_steps)
-    dispatch: str = "masked"  # masked (all experts, masked) | dispatch (capacity gather/scatter)
+    dispatch: Literal["masked", "dispatch"] = "masked"  # all experts, masked | capacity gather
     capacity_factor: float = 1.25
     load_balance_weight: float = 0.0  # Switch eq. 4 auxiliary loss (learned router only)
-    activation: str = "relu"  # relu | gelu | silu (paper: ReLU experts with biases)
+    activation: str = "relu"  # ops.moe.ACTIVATIONS (paper: ReLU experts with biases)
     use_bias: bool = True
+
+    def width(self, model: "ModelConfig") -> int:
+        """Hidden width of one expert."""
+        return self.expert_dim if self.expert_dim is not None else model.hidden_dim // self.num_experts
+
+    def k_bounds(self) -> tuple[int, int]:
+        """(k_min, k_max) of the schedule; (k, k) when fixed."""
+        if self.k_schedule == "fixed":
+            return self.k, self.k
+        return self.k_min, self.num_experts if self.k_max is None else self.k_max
+
+    def validate(self, model: "ModelConfig") -> None:
+        if model.feed_forward not in ("moe", "dense_mlp"):
+            return
+        acts = sorted(moe_ops.ACTIVATIONS)
+        need(self.activation in acts, f"model.moe.activation={self.activation!r}; expected one of {acts}")
+        if model.feed_forward == "dense_mlp":
+            return
+        n = self.num_experts
+        need(n >= 1, f"model.moe.num_experts={n} must be >= 1")
+        need(self.gate in moe_ops.GATES,
+             f"model.moe.gate={self.gate!r}; expected one of {moe_ops.GATES}")
+        need(self.k_schedule in moe_ops.K_SCHEDULES,
+             f"model.moe.k_schedule={self.k_schedule!r}; expected one of {moe_ops.K_SCHEDULES}")
+        need(self.width(model) >= 1, f"model.moe.expert_dim={self.width(model)} (hidden_dim "
+             f"{model.hidden_dim} // num_experts {n}) must be >= 1; set model.moe.expert_dim")
+        lo, hi = self.k_bounds()
+        need(1 <= lo <= hi <= n, f"model.moe k range [{lo}, {hi}] must satisfy 1 <= k_min <= k_max "
+             f"<= num_experts={n} (k={self.k}, k_min={self.k_min}, k_max={self.k_max})")
+        need(self.k_schedule == "fixed" or self.total_steps > 0,
+             f"model.moe.total_steps={self.total_steps} must be > 0 with k_schedule="
+             f"{self.k_schedule!r} (set it to config.num_steps)")
+        need(self.capacity_factor > 0, f"model.moe.capacity_factor={self.capacity_factor} must be > 0")
+        need(self.load_balance_weight >= 0,
+             f"model.moe.load_balance_weight={self.load_balance_weight} must be >= 0")
+        need(model.num_modalities == 1, "model.feed_forward='moe' does not support num_modalities > 1")
+        need(model.projections == "dense", "model.feed_forward='moe' needs model.projections='dense'")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PattentionOptions:
-    """TokenFormer (methods.md §1); checked by nn.pattention's validator."""
+    """TokenFormer (Wang et al. 2025, arXiv 2410.23168)."""
 
     attn_tokens: int = 64  # parameter tokens per Q/K/V/O Pattention (and any non-FFN role)
     ffn_tokens: int = 256  # parameter tokens of the FFN Pattention (and ffn_up/ffn_down roles)
-    norm: str = "l2_norm_gelu"  # Θ: softmax | gelu_l2_norm | l2_norm_gelu
+    norm: str = "l2_norm_gelu"  # Θ, ops.pattention.NORMS: softmax | gelu_l2_norm | l2_norm_gelu
     eps: float = 1e-6  # added to the squared L2 norm inside Θ
+
+    def tokens_for_role(self, role: str) -> int:
+        """Parameter-token count of a Pattention playing `role` (q, k, v, o, ffn, ffn_up, ...)."""
+        return self.ffn_tokens if role in ("ffn", "ffn_up", "ffn_down") else self.attn_tokens
+
+    def validate(self, model: "ModelConfig") -> None:
+        if model.projections != "pattention" and model.feed_forward != "pattention":
+            return
+        for field in ("attn_tokens", "ffn_tokens"):
+            need(getattr(self, field) > 0,
+                 f"model.pattention.{field}={getattr(self, field)} must be positive")
+        need(self.norm in pattention_ops.NORMS,
+             f"model.pattention.norm={self.norm!r}; expected one of {pattention_ops.NORMS}")
+        need(self.eps > 0, f"model.pattention.eps={self.eps} must be positive")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class MoTOptions:
-    """Mixture-of-Transformers grouped dispatch (nn/mot.py), used when modality_dispatch="grouped"."""
+    """Mixture-of-Transformers grouped dispatch (ops/mot.py), used when modality_dispatch="grouped"."""
 
-    grouped_impl: str = "tiles"  # tiles (sorted, tile-padded; any back end) | ragged_dot (GPU/TPU)
+    grouped_impl: Literal["tiles", "ragged_dot"] = "tiles"  # sorted, tile-padded | GPU/TPU grouped GEMM
     tile_size: int = 128  # rows per tile; FLOP overhead <= (K-1)*tile_size rows per group
     groups: int = 1  # tokens are sorted within `groups` equal slices of the batch (shard-local)
+
+    def validate(self, model: "ModelConfig") -> None:
+        need(self.tile_size >= 1, f"model.mot.tile_size={self.tile_size} must be >= 1")
+        need(self.groups >= 1, f"model.mot.groups={self.groups} must be >= 1")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -108,16 +218,23 @@ class ModelConfig:
     max_len: int = 256
     rope_base: float = 10000.0
     causal: bool = True
-    token_mixer: str = "attention"  # see nn.registry.TOKEN_MIXERS
-    feed_forward: str = "swiglu"  # see nn.registry.FEED_FORWARDS
-    projections: str = "dense"  # dense | pattention
+    token_mixer: Literal["attention", "gla", "linear_attention"] = "attention"  # nn/registry.py
+    feed_forward: Literal["swiglu", "moe", "dense_mlp", "pattention"] = "swiglu"  # nn/registry.py
+    projections: Literal["dense", "pattention"] = "dense"  # nn/projection.py
     num_modalities: int = 1  # K > 1: Mixture-of-Transformers, untied per modality
-    modality_dispatch: str = "select"  # select (compute all, select) | grouped (sorted, capacity)
-    norm_placement: str = "pre"  # pre | after_branch (Chameleon / MoT)
+    modality_dispatch: Literal["select", "grouped"] = "select"  # compute all, select | sorted tiles
+    norm_placement: Literal["pre", "after_branch"] = "pre"  # after_branch: Chameleon / MoT
     tie_embeddings: bool = False
     dtype: str = "float32"  # activations
     param_dtype: str = "float32"
     remat: bool = False
+    # CPU fast paths (docs/cpu_training.md), same parameters and numerics either way; "auto" = on
+    # when jax's default backend is the CPU, off on GPU/TPU (where XLA's own layouts are fast).
+    # canonical: weight gradients as row-major dots (ops/matmul.py) | xla: plain autodiff
+    weight_grad_matmul: Literal["auto", "canonical", "xla"] = "auto"
+    # unroll: the layer stack as straight-line code (nn.scan unroll) | scan: one while loop (fast
+    # compiles); both keep the stacked "layers" parameter axis, so checkpoints are interchangeable
+    layer_loop: Literal["auto", "unroll", "scan"] = "auto"
     init_std: float = 0.02
     attention: AttentionOptions = dataclasses.field(default_factory=AttentionOptions)
     linear_attention: LinearAttentionOptions = dataclasses.field(
@@ -152,48 +269,44 @@ class ModelConfig:
     def parameter_dtype(self):
         return jnp.dtype(self.param_dtype)
 
+    @property
+    def parametric_norms(self) -> bool:
+        """TokenFormer's norms have no learned scale (Wang et al. 2025, Table 5)."""
+        return self.projections != "pattention"
+
+    @property
+    def canonical_matmul(self) -> bool:
+        """`weight_grad_matmul` resolved: call while tracing (it reads the default backend)."""
+        return _cpu_fast_path(self.weight_grad_matmul, "canonical")
+
+    @property
+    def unroll_layers(self) -> bool:
+        """`layer_loop` resolved: call while tracing (it reads the default backend)."""
+        return _cpu_fast_path(self.layer_loop, "unroll")
+
     def validate(self) -> "ModelConfig":
-        from jaxformers.nn import registry  # late import: nn depends on this module
-
-        def need(cond, msg):
-            if not cond:
-                raise ConfigError(msg)
-
         for name in ("vocab_size", "embed_dim", "num_layers", "num_heads", "max_len"):
             need(getattr(self, name) > 0, f"model.{name}={getattr(self, name)} must be positive")
-        need(
-            self.num_heads % self.kv_heads == 0,
-            f"model.num_kv_heads={self.kv_heads} does not divide model.num_heads={self.num_heads}",
-        )
-        need(
-            self.head_dim is not None or self.embed_dim % self.num_heads == 0,
-            f"model.num_heads={self.num_heads} does not divide model.embed_dim={self.embed_dim}",
-        )
+        need(self.num_heads % self.kv_heads == 0,
+             f"model.num_kv_heads={self.kv_heads} does not divide model.num_heads={self.num_heads}")
+        need(self.head_dim is not None or self.embed_dim % self.num_heads == 0,
+             f"model.num_heads={self.num_heads} does not divide model.embed_dim={self.embed_dim}")
         need(self.qk_head_dim % 2 == 0, f"head dim {self.qk_head_dim} must be even for RoPE")
         need(self.num_modalities >= 1, f"model.num_modalities={self.num_modalities} must be >= 1")
-        need(
-            self.norm_placement in ("pre", "after_branch"),
-            f"model.norm_placement={self.norm_placement!r}; expected 'pre' or 'after_branch'",
-        )
-        need(
-            self.modality_dispatch in ("select", "grouped"),
-            f"model.modality_dispatch={self.modality_dispatch!r}; expected 'select' or 'grouped'",
-        )
-        for field, table in (
-            ("token_mixer", registry.TOKEN_MIXERS),
-            ("feed_forward", registry.FEED_FORWARDS),
-            ("projections", registry.PROJECTIONS),
-        ):
-            value = getattr(self, field)
-            need(value in table, f"model.{field}={value!r}; expected one of {sorted(table)}")
         for dt in ("dtype", "param_dtype"):
             try:
                 jnp.dtype(getattr(self, dt))
             except TypeError as e:
                 raise ConfigError(f"model.{dt}={getattr(self, dt)!r} is not a dtype") from e
-        for validator in registry.VALIDATORS:
-            validator(self)
+        for field in dataclasses.fields(self):
+            options = getattr(self, field.name)
+            if dataclasses.is_dataclass(options):
+                options.validate(self)
         return self
+
+
+def _cpu_fast_path(value: str, on: str) -> bool:
+    return value == on or (value == "auto" and jax.default_backend() == "cpu")
 
 
 def _check_type(path: str, value: Any, annotation: Any) -> Any:
@@ -212,6 +325,10 @@ def _check_type(path: str, value: Any, annotation: Any) -> Any:
             except ConfigError as e:
                 errors.append(e)
         raise errors[0]
+    if origin is Literal:
+        choices = typing.get_args(annotation)
+        need(value in choices, f"{path}={value!r}; expected one of {list(choices)}")
+        return value
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if annotation in (int, float, str, bool):

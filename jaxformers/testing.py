@@ -1,7 +1,8 @@
 """Tiny configs for tests and smoke runs (seconds on a 2-core CPU)."""
 
-from jaxformers.models.config import ModelConfig, model_config_from
+from jaxformers.config import ModelConfig, model_config_from
 from jaxformers.train.config_base import base_config
+from jaxformers.train.evaluate import set_dotted
 
 
 def tiny_model_config(**overrides) -> ModelConfig:
@@ -28,9 +29,5 @@ def tiny_train_config(**overrides):
     c.progress_bar = False
     c.peak_flops = 1e11
     for key, value in overrides.items():
-        node = c
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
+        set_dotted(c, key, value)
     return c

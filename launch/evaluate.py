@@ -3,22 +3,17 @@
   python launch/evaluate.py --workdir=runs/smoe --active_experts=1,2,4,8
   python launch/evaluate.py --workdir=runs/x --override=eval_batches=32 --output=/tmp/x.json
 
-Restores the checkpoint's own config and variables (`train.checkpoint.load_variables`), so it
-works for any model. Each row rebuilds the experiment with config overrides applied (the
+Restores the checkpoint's own config and variables (`jaxformers/train/evaluate.py`), so it works
+for any model. Each row rebuilds the experiment with config overrides applied (the
 parameters do not change): `--active_experts=k1,k2,...` gives one row per k with
 `model.moe.k=k, model.moe.k_schedule=fixed` (SMoE's "self-slimmable" evaluation; a model without
 an MoE FFN is evaluated once and the row repeated). `--override=key=value` (repeatable, dotted
 keys, JSON values) applies to every row.
 """
 
-import json
 import math
-import os
-import sys
 
-from absl import app, flags
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import app, flags, logging
 
 flags.DEFINE_string("workdir", None, "Workdir holding the checkpoint.")
 flags.DEFINE_integer("step", -1, "Checkpoint step (-1: the latest).")
@@ -29,66 +24,23 @@ flags.DEFINE_string("output", "", "Also write the rows as JSON here.")
 flags.mark_flag_as_required("workdir")
 
 
-def _set(config, key: str, value) -> None:
-    node = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-        node = node[p]
-    node[leaf] = value
-
-
-def evaluate_checkpoint(workdir: str, rows: list[dict], *, step: int = -1,
-                        eval_batches: int = 0) -> list[dict]:
-    """[{"setting": row, **metrics}] for each dict of dotted-key overrides in `rows`."""
-    from jaxformers.train import checkpoint as ckpt
-    from jaxformers.train.loop import Experiment
-
-    config, variables, restored_step = ckpt.load_variables(workdir, step)
-    variables = {k: v for k, v in variables.items() if v}
-    results, cache = [], {}
-    for row in rows:
-        cfg = config.copy_and_resolve_references()
-        for key, value in row.items():
-            _set(cfg, key, value)
-        key = json.dumps(cfg.to_dict(), sort_keys=True, default=str)
-        if key not in cache:
-            exp = Experiment(cfg)
-            cache[key] = exp.evaluate(variables, eval_batches or None)
-        results.append({"setting": row, "step": restored_step, **cache[key]})
-    return results
-
-
-def moe_rows(config_model, ks) -> list[dict]:
-    if config_model.get("feed_forward") != "moe":
-        return [{} for _ in ks]
-    return [{"model.moe.k": int(k), "model.moe.k_schedule": "fixed"} for k in ks]
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
-    from absl import logging
+    import json
 
     from jaxformers.train import checkpoint as ckpt
+    from jaxformers.train.evaluate import evaluate_checkpoint, moe_rows, parse_overrides
 
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # Orbax logs every restore at INFO
     fl = flags.FLAGS
-    common = {}
-    for item in fl.override:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise app.UsageError(f"--override={item!r} must be key=value")
-        try:
-            common[key] = json.loads(value)
-        except json.JSONDecodeError:
-            common[key] = value
+    common = parse_overrides(fl.override)
     ks = fl.active_experts or [None]
+    rows = [common]
     if fl.active_experts:
         config, _, _ = ckpt.load_variables(fl.workdir, fl.step)
         rows = [common | r for r in moe_rows(config.model, ks)]
-    else:
-        rows = [common]
     results = evaluate_checkpoint(fl.workdir, rows, step=fl.step, eval_batches=fl.eval_batches)
     print(f"{fl.workdir} (step {results[0]['step']})")
     print(f"{'k':>4} {'loss':>8} {'bits/token':>10} {'accuracy':>9}")

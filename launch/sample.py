@@ -3,12 +3,8 @@
   python launch/sample.py --workdir=runs/default --prompt="def main(" --max_new_tokens=100
 """
 
-import os
-import sys
 
 from absl import app, flags
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 flags.DEFINE_string("workdir", "runs/default", "Workdir holding the checkpoint.")
 flags.DEFINE_integer("step", -1, "Checkpoint step (-1 = latest).")
@@ -30,9 +26,9 @@ def main(argv):
     import jax.numpy as jnp
     import numpy as np
 
+    from jaxformers.config import model_config_from
     from jaxformers.data.text import EOS_ID
     from jaxformers.data.two_modality import TEXT_VOCAB
-    from jaxformers.models.config import model_config_from
     from jaxformers.models.registry import build_model
     from jaxformers.models.sampling import ModalityByVocabRange, generate
     from jaxformers.train.checkpoint import load_variables

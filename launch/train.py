@@ -8,12 +8,9 @@ run the same command on every host (`gcloud ... ssh --worker=all --command=...`)
 """
 
 import os
-import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "default.py")
 config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Experiment config file[:preset].")

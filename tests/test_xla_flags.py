@@ -15,7 +15,7 @@ ROOT = os.path.join(os.path.dirname(__file__), "..")
 GLA_BACKWARD = """
 import jaxformers  # before the first computation, as any user script does
 import jax, jax.numpy as jnp
-from jaxformers.models.config import model_config_from
+from jaxformers.config import model_config_from
 from jaxformers.models.registry import build_model
 
 cfg = model_config_from(dict(vocab_size=64, embed_dim=32, num_layers=2, num_heads=2, max_len=16,

@@ -9,7 +9,6 @@ The iterator's state is the batch counter, so resume is exact; "validation" is a
 
 import numpy as np
 
-from jaxformers.data.registry import register_dataset
 from jaxformers.ops.icl import covariance_matrix
 
 _SPLIT_IDS = {"train": 0, "validation": 1}
@@ -60,7 +59,6 @@ class TaskIterator:
         self.step = int(state["step"])
 
 
-@register_dataset("icl_regression")
 def build(data_config, *, split, seed, batch_size, process_index, process_count):
     del process_count
     return TaskIterator(data_config, split=split, seed=seed, batch_size=batch_size,

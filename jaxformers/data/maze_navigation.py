@@ -20,7 +20,6 @@ import numpy as np
 
 from jaxformers.data import maze_words, mazes
 from jaxformers.models import encdec, sampling
-from jaxformers.train.evaluators import register_evaluator
 
 
 def decode_paths(model, variables, prompts: np.ndarray, steps: int) -> np.ndarray:
@@ -54,7 +53,6 @@ def evaluate_navigation(model, variables, tokens: np.ndarray, n: int, batch_size
     return mazes.navigation_metrics(predicted, tokens, n)
 
 
-@register_evaluator("maze_navigation")
 def maze_navigation(model, variables, config) -> dict:
     o = mazes.data_options(config.data)
     if o["eval_file"] is not None:  # every maze of the file (to score fewer, pass a shorter file)

@@ -25,7 +25,6 @@ import zlib
 
 import numpy as np
 
-from jaxformers.data.registry import register_dataset
 from jaxformers.data.text import batched_iterator
 
 PAD, MASK, BOS, EOS, UNK = 0, 1, 2, 3, 4
@@ -378,7 +377,6 @@ def data_options(data_config) -> dict:
     }
 
 
-@register_dataset("mazes")
 def build_mazes(data_config, *, split, seed, batch_size, process_index, process_count):
     """data.grid_n (5), num_train (100k), num_validation (2k), maze_seed (42), seq_len (None =
     seq_len(grid_n)); eval_mazes / eval_batch_size / eval_split / eval_file are read by the

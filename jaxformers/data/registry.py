@@ -12,8 +12,17 @@ exact. A grain `DatasetIterator` satisfies this; build it as
 For "validation" the iterator may be finite; the loop takes `config.eval_batches` batches.
 """
 
-from jaxformers.registry import Registry
+from jaxformers.data import icl_regression, mazes, text, two_modality
+from jaxformers.registry import lookup
 
-DATASETS = Registry("config.data.name", populate="jaxformers.data")
-register_dataset = DATASETS.register
-get_dataset_builder = DATASETS.get
+DATASETS = {
+    "text": text.build_text,  # bytes of text files (default: the Python standard library)
+    "synthetic": text.build_synthetic,
+    "mazes": mazes.build_mazes,
+    "icl_regression": icl_regression.build,
+    "two_modality": two_modality.build_two_modality,
+}
+
+
+def get_dataset_builder(name: str):
+    return lookup(DATASETS, name, "config.data.name")

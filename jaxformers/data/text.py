@@ -14,8 +14,6 @@ import zlib
 import grain
 import numpy as np
 
-from jaxformers.data.registry import register_dataset
-
 PAD_ID = 256
 EOS_ID = 257
 BYTE_VOCAB = 258  # bytes + PAD + EOS; model.vocab_size must be >= this
@@ -97,7 +95,6 @@ def batched_iterator(source, *, split, seed, batch_size, process_index, process_
     return iter(ds)
 
 
-@register_dataset("text")
 def build_text(data_config, *, split, seed, batch_size, process_index, process_count):
     """Byte-level LM batches: inputs, targets, weights [batch, seq_len] (weights mask no token)."""
     unknown = set(data_config.keys()) - _TEXT_KEYS
@@ -141,7 +138,6 @@ class MarkovSource:
         return {"inputs": seq[:-1], "targets": seq[1:]}
 
 
-@register_dataset("synthetic")
 def build_synthetic(data_config, *, split, seed, batch_size, process_index, process_count):
     """data.vocab (default 32), data.seq_len, data.num_records; validation uses other records."""
     vocab = data_config.get("vocab", 32)

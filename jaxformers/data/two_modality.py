@@ -28,7 +28,6 @@ target_modality_ids (of the target token: keys the per-modality losses loss_m0 /
 import numpy as np
 
 from jaxformers.data import text as text_data
-from jaxformers.data.registry import register_dataset
 from jaxformers.data.text import batched_iterator
 
 TEXT_VOCAB = 128
@@ -165,7 +164,6 @@ def _maze_source(data_config, split):
     return MazeModalitySource(tokens, o["n"], o["length"])
 
 
-@register_dataset("two_modality")
 def build_two_modality(data_config, *, split, seed, batch_size, process_index, process_count):
     """data.variant: "synthetic" (seq_len, text_source "markov" | "corpus", text_order 1,
     text_contexts 1024 (order 2 only), image_width 8, image_height 4, num_validation 256 records,

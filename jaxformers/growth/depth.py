@@ -22,14 +22,16 @@ The zeroing rule (G_zero) is explicit: inside a layer's "params", every leaf who
 a name in `RESIDUAL_OUTPUT_NAMES` is the weight of a map whose output is added to the residual
 stream, and it is zeroed, except for leaves named in `KEEP_NONZERO_LEAVES` (weights *before* a
 zeroed factor, which must stay nonzero to avoid 0/0 in a normalisation, e.g. Pattention's key
-tokens). A block kind whose output map has another name registers it with
-`register_residual_output`; `tests/growth/test_depth.py` checks grown(x) == base(x) for every
+tokens). A block kind whose output map has another name adds it to `RESIDUAL_OUTPUT_NAMES`;
+`tests/growth/test_depth.py` checks grown(x) == base(x) for every
 registered token mixer, feed-forward and projection, so a missing name fails there.
 """
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxformers.growth.structure import GrowthError, check_same_structure
 
 LAYERS = "layers"
 LAYER_COLLECTIONS = ("params", "constants")
@@ -42,17 +44,11 @@ LAYER_COLLECTIONS = ("params", "constants")
 #   "pattention" TokenFormer's Pattention FFN (nn/pattention.py), a single d -> d Pattention
 #   "w2", "b2"   the experts' output weights and bias of the MoE FFN (nn/moe.py), and the output
 #                bias of its dense twin "dense_mlp" (whose output weight is "down")
-RESIDUAL_OUTPUT_NAMES: set[str] = {"out", "down", "pattention", "w2", "b2"}
+RESIDUAL_OUTPUT_NAMES = frozenset({"out", "down", "pattention", "w2", "b2"})
 # Leaves under a residual-output module that are NOT zeroed. A Pattention y = Θ(x K^T) V is zeroed
 # through its value tokens V only: zero key tokens would make Θ's normalisation see 0 / 0, and
 # with both zero the new block would get no gradient at all (dead forever).
-KEEP_NONZERO_LEAVES: set[str] = {"key_tokens"}
-
-
-def register_residual_output(name: str, *, keep: tuple[str, ...] = ()) -> None:
-    """Declare `name` a residual-output module/parameter for G_zero (and its keep-leaves)."""
-    RESIDUAL_OUTPUT_NAMES.add(name)
-    KEEP_NONZERO_LEAVES.update(keep)
+KEEP_NONZERO_LEAVES = frozenset({"key_tokens"})
 
 
 # Index lists ----------------------------------------------------------------------------------
@@ -239,7 +235,6 @@ _WIDTH_FIELDS = ("vocab_size", "embed_dim", "num_heads", "kv_heads", "qk_head_di
 
 def check_same_width(source_cfg, target_cfg, transform: str) -> None:
     """GrowthError unless the two configs differ at most in depth."""
-    from jaxformers.growth.registry import GrowthError
 
     for field in _WIDTH_FIELDS:
         a, b = getattr(source_cfg, field), getattr(target_cfg, field)
@@ -252,7 +247,6 @@ def check_same_width(source_cfg, target_cfg, transform: str) -> None:
 
 def depth_factor(source_cfg, target_cfg, transform: str) -> int:
     """g = target layers / source layers, with a GrowthError saying why a pair cannot grow."""
-    from jaxformers.growth.registry import GrowthError
 
     check_same_width(source_cfg, target_cfg, transform)
     src, tgt = source_cfg.num_layers, target_cfg.num_layers
@@ -265,7 +259,6 @@ def depth_factor(source_cfg, target_cfg, transform: str) -> int:
 
 
 def _finish(name, grown, target_init, target_cfg, rng, noise):
-    from jaxformers.growth.registry import check_same_structure
 
     grown = {k: v for k, v in grown.items() if k in target_init}
     grown = blend_noise(grown, float(noise), rng, embed_dim=target_cfg.embed_dim)
@@ -279,43 +272,37 @@ def _unknown(name, options, allowed):
         raise ValueError(f"transform {name!r}: unknown options {sorted(extra)}; valid {allowed}")
 
 
-def _register():
-    from jaxformers.growth.registry import GrowthError, register_transform
-
-    @register_transform("g_stack")
-    def g_stack(source_variables, *, source_cfg, target_cfg, target_init, rng, **options):
-        """G_stack; options: noise (App. I.2 alpha, default 0), start/stop (partial stacking:
-        repeat only base layers [start, stop) in place)."""
-        _unknown("g_stack", options, ("noise", "start", "stop"))
-        if "start" in options or "stop" in options:
-            check_same_width(source_cfg, target_cfg, "g_stack")
-            start = int(options.get("start", 0))
-            stop = int(options.get("stop", source_cfg.num_layers))
-            try:
-                indices = partial_stack_indices(source_cfg.num_layers, start, stop,
-                                                target_cfg.num_layers)
-            except ValueError as e:
-                raise GrowthError(f"transform 'g_stack': {e}") from e
-            grown = take_layers(source_variables, indices)
-        else:
-            grown = stack(source_variables, depth_factor(source_cfg, target_cfg, "g_stack"))
-        return _finish("g_stack", grown, target_init, target_cfg, rng, options.get("noise", 0.0))
-
-    @register_transform("interleave")
-    def interleave_transform(source_variables, *, source_cfg, target_cfg, target_init, rng,
-                             **options):
-        """Each base layer repeated g times in place; options: noise."""
-        _unknown("interleave", options, ("noise",))
-        grown = interleave(source_variables, depth_factor(source_cfg, target_cfg, "interleave"))
-        return _finish("interleave", grown, target_init, target_cfg, rng,
-                       options.get("noise", 0.0))
-
-    @register_transform("g_zero")
-    def g_zero(source_variables, *, source_cfg, target_cfg, target_init, rng, **options):
-        """G_zero depth: function preserving at growth time; no options."""
-        _unknown("g_zero", options, ())
-        grown = zero_init_depth(source_variables, depth_factor(source_cfg, target_cfg, "g_zero"))
-        return _finish("g_zero", grown, target_init, target_cfg, rng, 0.0)
+def g_stack(source_variables, *, source_cfg, target_cfg, target_init, rng, **options):
+    """G_stack; options: noise (App. I.2 alpha, default 0), start/stop (partial stacking:
+    repeat only base layers [start, stop) in place)."""
+    _unknown("g_stack", options, ("noise", "start", "stop"))
+    if "start" in options or "stop" in options:
+        check_same_width(source_cfg, target_cfg, "g_stack")
+        start = int(options.get("start", 0))
+        stop = int(options.get("stop", source_cfg.num_layers))
+        try:
+            indices = partial_stack_indices(source_cfg.num_layers, start, stop,
+                                            target_cfg.num_layers)
+        except ValueError as e:
+            raise GrowthError(f"transform 'g_stack': {e}") from e
+        grown = take_layers(source_variables, indices)
+    else:
+        grown = stack(source_variables, depth_factor(source_cfg, target_cfg, "g_stack"))
+    return _finish("g_stack", grown, target_init, target_cfg, rng, options.get("noise", 0.0))
 
 
-_register()
+def interleave_transform(source_variables, *, source_cfg, target_cfg, target_init, rng,
+                         **options):
+    """Each base layer repeated g times in place; options: noise."""
+    _unknown("interleave", options, ("noise",))
+    grown = interleave(source_variables, depth_factor(source_cfg, target_cfg, "interleave"))
+    return _finish("interleave", grown, target_init, target_cfg, rng,
+                   options.get("noise", 0.0))
+
+
+def g_zero(source_variables, *, source_cfg, target_cfg, target_init, rng, **options):
+    """G_zero depth: function preserving at growth time; no options."""
+    _unknown("g_zero", options, ())
+    grown = zero_init_depth(source_variables, depth_factor(source_cfg, target_cfg, "g_zero"))
+    return _finish("g_zero", grown, target_init, target_cfg, rng, 0.0)
+

@@ -9,44 +9,25 @@ source_variables / target_init: {"params": ..., "constants": ...} plain pytrees 
 partitioning boxes); source_cfg / target_cfg: ModelConfig; options: `config.init_from.options`.
 The result must have exactly target_init's tree structure, shapes and dtypes; a source that
 cannot produce the target raises GrowthError saying why.
+
+The transforms by name; to add one, write it in its own module and add a line here.
 """
 
-import jax
+from jaxformers.growth.depth import g_stack, g_zero, interleave_transform
+from jaxformers.growth.structure import GrowthError, identity
+from jaxformers.growth.tokens import tokenformer_grow
+from jaxformers.registry import lookup
 
-from jaxformers.registry import Registry
+TRANSFORMS = {
+    "identity": identity,
+    "g_stack": g_stack,  # Du et al. 2024, App. A.3 Algorithm 1
+    "interleave": interleave_transform,  # Du et al. 2024, App. H.2
+    "g_zero": g_zero,  # Du et al. 2024, §3.1 (function preserving)
+    "tokenformer_grow": tokenformer_grow,  # Wang et al. 2025, §3.3 eq. 11
+}
 
-TRANSFORMS = Registry("config.init_from.transform", populate="jaxformers.growth")
-register_transform = TRANSFORMS.register
-get_transform = TRANSFORMS.get
-
-
-class GrowthError(ValueError):
-    """The checkpoint does not fit the growth requested."""
-
-
-def check_same_structure(result, target_init, transform: str):
-    """Raise GrowthError unless result matches target_init leaf for leaf (shape and dtype)."""
-    got, got_def = jax.tree_util.tree_flatten_with_path(result)
-    want, want_def = jax.tree_util.tree_flatten_with_path(target_init)
-    if got_def != want_def:
-        raise GrowthError(
-            f"transform {transform!r} produced a tree that does not match the target model:\n"
-            f"  got  {[jax.tree_util.keystr(p) for p, _ in got]}\n"
-            f"  want {[jax.tree_util.keystr(p) for p, _ in want]}"
-        )
-    for (path, g), (_, w) in zip(got, want, strict=True):
-        if (g.shape, g.dtype) != (w.shape, w.dtype):
-            raise GrowthError(
-                f"transform {transform!r}: {jax.tree_util.keystr(path)} is {g.shape} {g.dtype}; "
-                f"the target model needs {w.shape} {w.dtype}"
-            )
-    return result
+__all__ = ["TRANSFORMS", "GrowthError", "get_transform"]
 
 
-@register_transform("identity")
-def identity(source_variables, *, source_cfg, target_cfg, target_init, rng, **options):
-    """Continue from the checkpoint's weights unchanged (fresh optimizer and warm-up)."""
-    del source_cfg, target_cfg, rng
-    if options:
-        raise ValueError(f"transform 'identity' takes no options; got {sorted(options)}")
-    return check_same_structure(source_variables, target_init, "identity")
+def get_transform(name: str):
+    return lookup(TRANSFORMS, name, "config.init_from.transform")

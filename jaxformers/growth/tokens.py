@@ -22,8 +22,7 @@ same path in "constants" (leaf "tau"), as `nn/pattention.py` lays them out.
 import jax
 import jax.numpy as jnp
 
-from jaxformers.growth import depth
-from jaxformers.growth.registry import GrowthError, check_same_structure, register_transform
+from jaxformers.growth.structure import GrowthError, check_same_structure
 from jaxformers.ops.pattention import KEY_INIT_STD, default_tau, value_init_std
 
 KEYS, VALUES, TAU = "key_tokens", "value_tokens", "tau"
@@ -31,9 +30,6 @@ KEY_INITS = ("zeros", "normal")
 VALUE_INITS = ("normal", "zeros")
 TAU_MODES = ("frozen", "recompute")
 
-# G_zero (growth/depth.py) zeroes residual-output maps: the Pattention FFN's module, keeping its
-# key tokens (zeroing V_P already makes the output 0; zero keys too would kill the gradients).
-depth.register_residual_output("pattention", keep=(KEYS,))
 
 
 def find_pattention_layers(params: dict, prefix: tuple = ()) -> list[tuple[str, ...]]:
@@ -134,7 +130,6 @@ def grow_tokens(variables: dict, new_tokens, *, rng, key_init="zeros", value_ini
     return {**variables, "params": params, "constants": constants}
 
 
-@register_transform("tokenformer_grow")
 def tokenformer_grow(source_variables, *, source_cfg, target_cfg, target_init, rng, **options):
     """init_from transform: grow a TokenFormer checkpoint to the target config's token counts.
 

@@ -1,7 +1,1 @@
-"""Whole networks. Importing registers every model family with `models.registry`."""
-
-from jaxformers.models import (
-    decoder,  # noqa: F401
-    encdec,  # noqa: F401
-    lsa,  # noqa: F401  (linear self-attention for ICL)
-)
+"""Whole networks assembled from nn/ by the model config; the table is `models/registry.py`."""

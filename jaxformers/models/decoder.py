@@ -9,9 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-import jaxformers.nn  # noqa: F401  (registers every layer)
-from jaxformers.models.config import ModelConfig
-from jaxformers.models.registry import register_model
+from jaxformers.config import ModelConfig
 from jaxformers.nn import registry
 from jaxformers.nn.context import Context
 from jaxformers.nn.norms import make_norm
@@ -64,6 +62,7 @@ class Decoder(nn.Module):
             split_rngs={"params": True, "dropout": True, "routing": True},
             in_axes=nn.broadcast,
             length=cfg.num_layers,
+            unroll=cfg.num_layers if cfg.unroll_layers else 1,  # model.layer_loop; same parameters
             metadata_params={nn.PARTITION_NAME: "layers"},
         )(cfg, name="layers")
         self.final_norm = make_norm(cfg, "final_norm")
@@ -112,8 +111,3 @@ class Decoder(nn.Module):
         else:
             logits = self.head(x)
         return logits.astype(jnp.float32)
-
-
-@register_model("decoder")
-def build_decoder(cfg: ModelConfig) -> Decoder:
-    return Decoder(cfg)

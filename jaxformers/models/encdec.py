@@ -20,14 +20,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-import jaxformers.nn  # noqa: F401  (registers every layer)
-from jaxformers.models.config import ModelConfig
+from jaxformers.config import ModelConfig
 from jaxformers.models.decoder import LAYER_COLLECTIONS
-from jaxformers.models.registry import register_model
 from jaxformers.nn import registry
 from jaxformers.nn.context import Context
-from jaxformers.nn.linear import Projection
 from jaxformers.nn.norms import make_norm
+from jaxformers.nn.projection import Projection
 from jaxformers.ops.attention import dot_product_attention
 from jaxformers.ops.rope import apply_rope
 
@@ -109,6 +107,7 @@ def _stack(block, cfg: ModelConfig, name: str):
         split_rngs={"params": True, "dropout": True, "routing": True},
         in_axes=nn.broadcast,
         length=cfg.num_layers,
+        unroll=cfg.num_layers if cfg.unroll_layers else 1,  # model.layer_loop; same parameters
         metadata_params={nn.PARTITION_NAME: "layers"},
     )(cfg, name=name)
 
@@ -200,8 +199,3 @@ def greedy_decode(model: EncoderDecoder, variables, prompt: jax.Array, *, steps:
         return jax.lax.dynamic_update_slice(tokens, nxt[:, None], (0, prompt_len + k))
 
     return jax.lax.fori_loop(0, steps, body, tokens)[:, prompt_len:]
-
-
-@register_model("encdec")
-def build_encdec(cfg: ModelConfig) -> EncoderDecoder:
-    return EncoderDecoder(cfg)

@@ -12,22 +12,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxformers.models.config import ConfigError, ModelConfig
-from jaxformers.models.registry import register_model
-from jaxformers.nn import registry as nn_registry
+from jaxformers.config import ModelConfig
 from jaxformers.ops.linear_attention import linear_self_attention
 
 _NAMES = {"merged": ("kq", "pv"), "separate": ("query", "key", "value", "projection")}
-
-
-@nn_registry.register_validator
-def _validate(cfg: ModelConfig) -> None:
-    if cfg.lsa.parameterization not in _NAMES:
-        raise ConfigError(
-            f"model.lsa.parameterization={cfg.lsa.parameterization!r}; expected merged or separate"
-        )
-    if cfg.lsa.readout not in ("bottom_right", "negated"):
-        raise ConfigError(f"model.lsa.readout={cfg.lsa.readout!r}; expected bottom_right or negated")
 
 
 class LSA(nn.Module):
@@ -70,8 +58,3 @@ def effective_preconditioner(params: dict, d: int, layer: int = 0) -> jax.Array:
     trained value should approach Γ^{-1} (ZFB Thm. 4.1)."""
     kq, pv = params[f"layer_{layer}_kq"], params[f"layer_{layer}_pv"]
     return pv[d, d] * kq[:d, :d].T
-
-
-@register_model("lsa")
-def build_lsa(cfg: ModelConfig) -> LSA:
-    return LSA(cfg)

@@ -1,10 +1,16 @@
 """Model families by name (`config.model_family`): each builds a Linen module from ModelConfig."""
 
-from jaxformers.registry import Registry
+from jaxformers.models.decoder import Decoder
+from jaxformers.models.encdec import EncoderDecoder
+from jaxformers.models.lsa import LSA
+from jaxformers.registry import lookup
 
-MODELS = Registry("config.model_family", populate="jaxformers.models")
-register_model = MODELS.register
+MODELS = {
+    "decoder": Decoder,  # token mixers x feed-forwards x projections x modalities (decoder.py)
+    "encdec": EncoderDecoder,  # the MLM-U encoder-decoder (Kitouni et al. 2024)
+    "lsa": LSA,  # linear self-attention for in-context regression
+}
 
 
 def build_model(family: str, cfg):
-    return MODELS.get(family)(cfg)
+    return lookup(MODELS, family, "config.model_family")(cfg)

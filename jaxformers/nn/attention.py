@@ -4,11 +4,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxformers.models.config import ModelConfig
-from jaxformers.nn import registry
+from jaxformers.config import ModelConfig
 from jaxformers.nn.context import Context
-from jaxformers.nn.linear import Projection
-from jaxformers.nn.mot import make_qk_norm
+from jaxformers.nn.norms import RMSNorm
+from jaxformers.nn.projection import Projection
 from jaxformers.ops import attention as attention_ops
 from jaxformers.ops.rope import apply_rope
 
@@ -60,7 +59,6 @@ class KVCache(nn.Module):
         return cached_k.value, cached_v.value, mask
 
 
-@registry.register_token_mixer("attention")
 class Attention(nn.Module):
     """softmax((x W_q)(x W_k)^T / sqrt(d)) x W_v W_o with RoPE on q and k (RoFormer eq. 34)."""
 
@@ -78,8 +76,8 @@ class Attention(nn.Module):
         k = k.reshape(batch, length, kvh, hd)
         v = v.reshape(batch, length, kvh, hd)
         if cfg.attention.qk_norm:  # per head dim, untied per modality (MoT §2.2)
-            q = make_qk_norm(cfg, "query_norm")(q, ctx)
-            k = make_qk_norm(cfg, "key_norm")(k, ctx)
+            q = RMSNorm(cfg, parametric=cfg.parametric_norms, name="query_norm")(q, ctx)
+            k = RMSNorm(cfg, parametric=cfg.parametric_norms, name="key_norm")(k, ctx)
         q = apply_rope(q, ctx.positions, base=cfg.rope_base)
         k = apply_rope(k, ctx.positions, base=cfg.rope_base)
         if ctx.decode:

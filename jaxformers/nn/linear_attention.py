@@ -25,48 +25,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxformers.models.config import ConfigError, ModelConfig
-from jaxformers.nn import registry
+from jaxformers.config import ModelConfig
 from jaxformers.nn.context import Context
-from jaxformers.nn.linear import Projection
-from jaxformers.nn.norms import rms_normalize
+from jaxformers.nn.projection import Projection
 from jaxformers.ops import linear_attention as la_ops
-
-
-def _gla_dims(cfg: ModelConfig):
-    key_dim = int(round(cfg.gla.key_dim_ratio * cfg.embed_dim))
-    value_dim = int(round(cfg.gla.value_dim_ratio * cfg.embed_dim))
-    return key_dim, value_dim
-
-
-@registry.register_validator
-def _validate(cfg: ModelConfig) -> None:
-    if cfg.token_mixer == "gla":
-        key_dim, value_dim = _gla_dims(cfg)
-        for name, dim in (("key_dim_ratio", key_dim), ("value_dim_ratio", value_dim)):
-            if dim <= 0 or dim % cfg.num_heads:
-                raise ConfigError(
-                    f"model.gla.{name} gives dim {dim}, not a positive multiple of "
-                    f"model.num_heads={cfg.num_heads}"
-                )
-        if cfg.gla.impl not in ("xla", "pallas", "auto"):
-            raise ConfigError(f"model.gla.impl={cfg.gla.impl!r}; expected xla, pallas or auto")
-        if cfg.gla.gate_low_rank_dim <= 0 or cfg.gla.gate_logit_normalizer <= 0:
-            raise ConfigError("model.gla.gate_low_rank_dim and gate_logit_normalizer must be > 0")
-        _check_chunk("gla", cfg.gla.chunk_size)
-    if cfg.token_mixer == "linear_attention":
-        fm = cfg.linear_attention.feature_map
-        if fm not in la_ops.FEATURE_MAPS:
-            raise ConfigError(
-                f"model.linear_attention.feature_map={fm!r}; expected one of "
-                f"{sorted(la_ops.FEATURE_MAPS)}"
-            )
-        _check_chunk("linear_attention", cfg.linear_attention.chunk_size)
-
-
-def _check_chunk(field, c):
-    if c < 1 or c & (c - 1):
-        raise ConfigError(f"model.{field}.chunk_size={c} must be a positive power of two")
+from jaxformers.ops.norms import rms_normalize
 
 
 def _segments(ctx: Context, name: str):
@@ -101,7 +64,6 @@ def _heads(x, h):
     return x.reshape(x.shape[:2] + (h, x.shape[-1] // h))
 
 
-@registry.register_token_mixer("gla")
 class GatedLinearAttention(nn.Module):
     """GLA token mixer (Yang et al. 2024, §4.1 gate, §4.4 layer; fla variant, see module doc)."""
 
@@ -116,7 +78,7 @@ class GatedLinearAttention(nn.Module):
                              "use impl='xla' or 'auto' with segment_ids (packed documents)")
         b, t, d = x.shape
         h = cfg.num_heads
-        key_dim, value_dim = _gla_dims(cfg)
+        key_dim, value_dim = cfg.gla.dims(cfg.embed_dim)
         q = Projection(cfg, key_dim, axes=("embed", "q_heads"), name="query", role="q")(x, ctx)
         k = Projection(cfg, key_dim, axes=("embed", "kv_heads"), name="key", role="k")(x, ctx)
         v = Projection(cfg, value_dim, axes=("embed", "kv_heads"), name="value", role="v")(x, ctx)
@@ -177,7 +139,6 @@ class GatedLinearAttention(nn.Module):
         )(out.astype(cfg.activation_dtype), ctx)
 
 
-@registry.register_token_mixer("linear_attention")
 class LinearAttention(nn.Module):
     """Causal linear attention: o_t = phi(q_t) S_t [/ phi(q_t) z_t] (Katharopoulos et al. eq. 4-6)."""
 

@@ -3,13 +3,11 @@
 import flax.linen as nn
 import jax
 
-from jaxformers.models.config import ModelConfig
-from jaxformers.nn import registry
+from jaxformers.config import ModelConfig
 from jaxformers.nn.context import Context
-from jaxformers.nn.linear import Projection
+from jaxformers.nn.projection import Projection
 
 
-@registry.register_feed_forward("swiglu")
 class SwiGLU(nn.Module):
     """FFN(x) = (swish(x W_gate) * x W_up) W_down."""
 

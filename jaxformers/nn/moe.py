@@ -20,63 +20,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxformers.models.config import ConfigError, ModelConfig
-from jaxformers.nn import registry
+from jaxformers.config import ModelConfig
 from jaxformers.nn.context import Context
-from jaxformers.nn.linear import Projection
+from jaxformers.nn.projection import Projection
 from jaxformers.ops import moe as ops
-
-ROUTERS = ("learned", "random_frozen")
-DISPATCH = ("masked", "dispatch")
-
-
-def expert_dim(cfg: ModelConfig) -> int:
-    opt = cfg.moe
-    return opt.expert_dim if opt.expert_dim is not None else cfg.hidden_dim // opt.num_experts
-
-
-def k_bounds(cfg: ModelConfig) -> tuple[int, int]:
-    """(k_min, k_max) of the schedule; (k, k) when fixed."""
-    opt = cfg.moe
-    if opt.k_schedule == "fixed":
-        return opt.k, opt.k
-    return opt.k_min, opt.num_experts if opt.k_max is None else opt.k_max
-
-
-@registry.register_validator
-def _validate(cfg: ModelConfig) -> None:
-    if cfg.feed_forward not in ("moe", "dense_mlp"):
-        return
-    opt = cfg.moe
-
-    def need(cond, msg):
-        if not cond:
-            raise ConfigError(msg)
-
-    need(opt.activation in ops.ACTIVATIONS,
-         f"model.moe.activation={opt.activation!r}; expected one of {sorted(ops.ACTIVATIONS)}")
-    if cfg.feed_forward == "dense_mlp":
-        return
-    n = opt.num_experts
-    need(n >= 1, f"model.moe.num_experts={n} must be >= 1")
-    need(opt.router in ROUTERS, f"model.moe.router={opt.router!r}; expected one of {ROUTERS}")
-    need(opt.gate in ops.GATES, f"model.moe.gate={opt.gate!r}; expected one of {ops.GATES}")
-    need(opt.dispatch in DISPATCH, f"model.moe.dispatch={opt.dispatch!r}; expected one of {DISPATCH}")
-    need(opt.k_schedule in ops.K_SCHEDULES,
-         f"model.moe.k_schedule={opt.k_schedule!r}; expected one of {ops.K_SCHEDULES}")
-    need(expert_dim(cfg) >= 1, f"model.moe.expert_dim={expert_dim(cfg)} (hidden_dim "
-         f"{cfg.hidden_dim} // num_experts {n}) must be >= 1; set model.moe.expert_dim")
-    lo, hi = k_bounds(cfg)
-    need(1 <= lo <= hi <= n, f"model.moe k range [{lo}, {hi}] must satisfy 1 <= k_min <= k_max "
-         f"<= num_experts={n} (k={opt.k}, k_min={opt.k_min}, k_max={opt.k_max})")
-    need(opt.k_schedule == "fixed" or opt.total_steps > 0,
-         f"model.moe.total_steps={opt.total_steps} must be > 0 with k_schedule="
-         f"{opt.k_schedule!r} (set it to config.num_steps)")
-    need(opt.capacity_factor > 0, f"model.moe.capacity_factor={opt.capacity_factor} must be > 0")
-    need(opt.load_balance_weight >= 0,
-         f"model.moe.load_balance_weight={opt.load_balance_weight} must be >= 0")
-    need(cfg.num_modalities == 1, "model.feed_forward='moe' does not support num_modalities > 1")
-    need(cfg.projections == "dense", "model.feed_forward='moe' needs model.projections='dense'")
 
 
 def _static_int(k):
@@ -88,7 +35,6 @@ def _static_int(k):
     return int(k)
 
 
-@registry.register_feed_forward("moe")
 class MoEFeedForward(nn.Module):
     """y = Σ_{e ∈ topk} softmax(r(x)_topk)_e · Expert_e(x)  (methods.md §3.1)."""
 
@@ -115,7 +61,7 @@ class MoEFeedForward(nn.Module):
 
     def _k(self, ctx: Context):
         opt = self.cfg.moe
-        lo, hi = k_bounds(self.cfg)
+        lo, hi = self.cfg.moe.k_bounds()
         if ctx.active_experts is not None:
             return ctx.active_experts, (1, opt.num_experts)
         if opt.k_schedule == "fixed":
@@ -127,7 +73,7 @@ class MoEFeedForward(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, ctx: Context) -> jax.Array:
         cfg, opt = self.cfg, self.cfg.moe
-        n, h, d = opt.num_experts, expert_dim(cfg), x.shape[-1]
+        n, h, d = opt.num_experts, cfg.moe.width(cfg), x.shape[-1]
         pdt, adt = cfg.parameter_dtype, cfg.activation_dtype
         normal = nn.initializers.normal
         w1 = self.param("w1", nn.with_logical_partitioning(
@@ -172,7 +118,6 @@ class MoEFeedForward(nn.Module):
         return y.reshape(x.shape)
 
 
-@registry.register_feed_forward("dense_mlp")
 class DenseMLP(nn.Module):
     """act(x W1 + b1) W2 + b2 of width cfg.hidden_dim: the dense FFN the MoE is split from
     (`ops.moe.split_ffn_into_experts`), with the same activation (`moe.activation`) and init."""

@@ -1,33 +1,25 @@
-"""RMSNorm (Zhang & Sennrich 2019, eq. 4) with statistics in float32, untied per modality if K > 1."""
+"""RMSNorm (Zhang & Sennrich 2019, eq. 4) with statistics in float32, untied per modality if K > 1.
+
+One module serves the residual stream ([B, T, d]) and the per-head QK-norm of queries and keys
+([B, T, H, D]; Mixture-of-Transformers §2.2 "QK-norm ... per modality", Chameleon's QK-norm): the
+scale is [K, last_dim] either way.
+"""
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxformers.models.config import ModelConfig
+from jaxformers.config import ModelConfig
 from jaxformers.nn.context import Context
-
-
-def rms_normalize(x: jax.Array, eps: float = 1e-6) -> jax.Array:
-    """x / sqrt(mean(x^2) + eps), computed in float32, returned in float32."""
-    x32 = x.astype(jnp.float32)
-    return x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + eps)
-
-
-def select_by_modality(table: jax.Array, modality_ids: jax.Array | None) -> jax.Array:
-    """table: [K, ...] -> [B, T, ...] rows chosen per token (modality 0 when ids are None).
-
-    K = 1 ignores the ids, so a dense model runs unchanged on multi-modality batches (jnp.take
-    would otherwise fill out-of-range rows with NaN)."""
-    if modality_ids is None or table.shape[0] == 1:
-        return table[0][None, None]
-    return jnp.take(table, modality_ids, axis=0)
+from jaxformers.ops.mot import select_by_modality
+from jaxformers.ops.norms import rms_normalize
 
 
 class RMSNorm(nn.Module):
-    """Learned scale per channel (and per modality for Mixture-of-Transformers, §2.2 eq. 2).
+    """Learned scale per channel, and per modality for Mixture-of-Transformers (§2.2 eq. 2).
 
-    TokenFormer uses non-parametric norms (methods.md §1.2): `parametric=False` drops the scale.
+    TokenFormer uses non-parametric norms (Wang et al. 2025, Table 5): `parametric=False` drops the
+    scale.
     """
 
     cfg: ModelConfig
@@ -44,9 +36,10 @@ class RMSNorm(nn.Module):
                 (self.cfg.num_modalities, x.shape[-1]),
                 self.cfg.parameter_dtype,
             )
-            y = y * select_by_modality(scale.astype(jnp.float32), ctx.modality_ids)
+            scale = select_by_modality(scale.astype(jnp.float32), ctx.modality_ids)  # [B|1, T|1, D]
+            y = y * scale.reshape(scale.shape[:2] + (1,) * (x.ndim - 3) + scale.shape[-1:])
         return y.astype(self.cfg.activation_dtype)
 
 
 def make_norm(cfg: ModelConfig, name: str) -> RMSNorm:
-    return RMSNorm(cfg=cfg, parametric=cfg.projections != "pattention", name=name)
+    return RMSNorm(cfg=cfg, parametric=cfg.parametric_norms, name=name)

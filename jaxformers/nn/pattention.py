@@ -1,8 +1,9 @@
 """TokenFormer layers: the "pattention" projection and the Pattention feed-forward.
 
-Paper: Wang et al., TokenFormer (ICLR 2025); facts in `shared/papers/methods.md` §1.
+Paper: Wang et al., TokenFormer: Rethinking Transformer Scaling with Tokenized Model Parameters
+(ICLR 2025, arXiv 2410.23168).
 
-- `cfg.projections = "pattention"` turns every learned map that goes through `nn.linear.Projection`
+- `cfg.projections = "pattention"` turns every learned map that goes through `nn.projection.Projection`
   into a Pattention (eq. 4): Q, K, V and O of the attention (eqs. 5-8; token-token attention is
   unchanged), and every other mixer's / FFN's projections too. Token counts come from the role:
   q, k, v, o (and any role not listed) use `cfg.pattention.attn_tokens`; ffn, ffn_up, ffn_down
@@ -26,34 +27,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxformers.models.config import ConfigError, ModelConfig
-from jaxformers.nn import registry
+from jaxformers.config import ModelConfig
 from jaxformers.nn.context import Context
 from jaxformers.ops import pattention as ops
 
-FFN_ROLES = ("ffn", "ffn_up", "ffn_down")
 
-
-def tokens_for_role(cfg: ModelConfig, role: str) -> int:
-    """Parameter-token count of a Pattention playing `role`."""
-    return cfg.pattention.ffn_tokens if role in FFN_ROLES else cfg.pattention.attn_tokens
-
-
-@registry.register_validator
-def _validate(cfg: ModelConfig) -> None:
-    if cfg.projections != "pattention" and cfg.feed_forward != "pattention":
-        return
-    p = cfg.pattention
-    for field in ("attn_tokens", "ffn_tokens"):
-        if getattr(p, field) <= 0:
-            raise ConfigError(f"model.pattention.{field}={getattr(p, field)} must be positive")
-    if p.norm not in ops.NORMS:
-        raise ConfigError(f"model.pattention.norm={p.norm!r}; expected one of {ops.NORMS}")
-    if p.eps <= 0:
-        raise ConfigError(f"model.pattention.eps={p.eps} must be positive")
-
-
-@registry.register_projection("pattention")
 class PattentionProjection(nn.Module):
     """y = Θ(x K_P^T) V_P (TokenFormer eq. 4) in place of y = x W."""
 
@@ -66,7 +44,7 @@ class PattentionProjection(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, ctx: Context) -> jax.Array:
         cfg = self.cfg
-        n = tokens_for_role(cfg, self.role)
+        n = cfg.pattention.tokens_for_role(self.role)
         k_modalities = cfg.num_modalities
         token_axis = "mlp" if self.role == "ffn" else "param_tokens"
         key_init = nn.initializers.normal(ops.KEY_INIT_STD)
@@ -101,7 +79,6 @@ class PattentionProjection(nn.Module):
         return jnp.take_along_axis(all_BTKF, ctx.modality_ids[:, :, None, None], axis=2)[:, :, 0]
 
 
-@registry.register_feed_forward("pattention")
 class PattentionFFN(nn.Module):
     """FFN(x) = Θ(x K_P^T) V_P with `ffn_tokens` tokens: one Pattention d -> d (eqs. 9-10)."""
 

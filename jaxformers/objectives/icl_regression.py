@@ -2,10 +2,7 @@
 
 import jax.numpy as jnp
 
-from jaxformers.objectives.registry import register_objective
 
-
-@register_objective("icl_regression")
 def icl_regression_loss(model, variables, batch, *, rng, step, train):
     """batch: inputs [B, N+1, d+1] tokens, targets [B] query labels (data.icl_regression).
     metrics: loss (½·MSE, the papers' convention) and mse (no ½, Ahn et al.'s convention)."""

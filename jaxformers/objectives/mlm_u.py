@@ -14,7 +14,6 @@ import jax
 import jax.numpy as jnp
 
 from jaxformers.objectives.next_token import cross_entropy
-from jaxformers.objectives.registry import register_objective
 
 
 def mlm_u_mask(rng: jax.Array, path_mask: jax.Array, prefix_mask: jax.Array):
@@ -44,7 +43,6 @@ def _gather(x, positions):
     return jnp.take_along_axis(x, positions, axis=1)
 
 
-@register_objective("mlm_u")
 def mlm_u_objective(model, variables, batch, *, rng, step, train):
     """batch: inputs [B,T] tokens, path_mask [B,T], prefix_mask [B,T] (default: non-path tokens
     before the first path token), optionally query_positions [B,S]: the decoder then predicts only

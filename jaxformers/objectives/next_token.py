@@ -3,8 +3,6 @@
 import jax
 import jax.numpy as jnp
 
-from jaxformers.objectives.registry import register_objective
-
 
 def cross_entropy(logits: jax.Array, targets: jax.Array, weights: jax.Array | None = None):
     """Weighted mean of -log softmax(logits)[target], in float32.
@@ -30,7 +28,6 @@ def apply_with_aux(model, variables, tokens, **kwargs):
 _OPTIONAL_INPUTS = ("positions", "segment_ids", "modality_ids")
 
 
-@register_objective("next_token")
 def next_token_loss(model, variables, batch, *, rng, step, train):
     """batch: inputs [B,T], targets [B,T], weights [B,T] (0 = padding / not scored), and
     optionally positions, segment_ids, modality_ids [B,T]. Per-modality losses are reported

@@ -10,8 +10,17 @@ masking / dropout; step: scalar int32; train: static bool. loss: float32 scalar 
 auxiliary losses); metrics: dict of float32 scalars, averaged over evaluation batches.
 """
 
-from jaxformers.registry import Registry
+from jaxformers.objectives.icl_regression import icl_regression_loss
+from jaxformers.objectives.mlm_u import mlm_u_objective
+from jaxformers.objectives.next_token import next_token_loss
+from jaxformers.registry import lookup
 
-OBJECTIVES = Registry("config.objective", populate="jaxformers.objectives")
-register_objective = OBJECTIVES.register
-get_objective = OBJECTIVES.get
+OBJECTIVES = {
+    "next_token": next_token_loss,
+    "mlm_u": mlm_u_objective,  # Kitouni et al. 2024
+    "icl_regression": icl_regression_loss,
+}
+
+
+def get_objective(name: str):
+    return lookup(OBJECTIVES, name, "config.objective")

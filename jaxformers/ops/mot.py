@@ -1,31 +1,45 @@
-"""Mixture-of-Transformers (Liang et al., TMLR 2025, arXiv 2411.04996): modality-untied weights.
+"""Mixture-of-Transformers projections (Liang et al., TMLR 2025, arXiv 2411.04996, §2.2).
 
-With `model.num_modalities = K > 1` every non-embedding parameter of a block carries a leading
-modality axis (nn/linear.py projections, nn/norms.py RMSNorm scales, the QK-norm here) and each
-token uses the parameters of its own modality; attention stays ONE global causal attention over
-the whole sequence (paper §2.2, Algorithm 1; methods.md §4.1-4.3).
+With K modalities every non-embedding weight carries a leading modality axis and each token is
+multiplied by its own modality's weight (eq. 1, Algorithm 1); attention stays one global causal
+attention over the whole sequence.
 
-This file holds the efficient "grouped" dispatch (methods.md §4.3 options b/c): tokens are sorted
-by modality into a static, tile-padded buffer so that every tile belongs to one modality, and each
-tile is multiplied by its modality's kernel only. FLOPs per token are the dense block's, plus at
-most (K-1)·tile_size padding rows per group; shapes are static, so it is jit-friendly and exact
-(no capacity drops). `modality_select_matmul` (compute every modality, select; K× the FLOPs) in
-nn/linear.py is the reference this is tested against.
-
-Also here: `QKNorm`, the per-head-dim RMSNorm on queries and keys, untied per modality (paper §2.2,
-"optional QK-norm"), and the config validator for the MoT options.
+`modality_select_matmul` is the reference: compute every modality's product, keep the token's own
+(K times the dense FLOPs). `grouped_matmul` is the efficient form (Algorithm 1 step 1): tokens are
+sorted by modality into a static, tile-padded buffer so that every tile belongs to one modality, and
+each tile is multiplied by its modality's kernel only. FLOPs per token are the dense block's, plus at
+most (K-1)·tile_size padding rows per group; shapes are static, so it is jit-friendly and exact (no
+capacity drops).
 """
 
 import math
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxformers.models.config import ConfigError, ModelConfig
-from jaxformers.nn import linear, registry
-from jaxformers.nn.context import Context
-from jaxformers.nn.norms import rms_normalize
+from jaxformers.ops import matmul as mm
+
+
+def select_by_modality(table: jax.Array, modality_ids: jax.Array | None) -> jax.Array:
+    """table: [K, ...] -> [B, T, ...] rows chosen per token ([1, 1, ...], modality 0, when ids are
+    None). K = 1 ignores the ids, so a dense model runs unchanged on multi-modality batches
+    (jnp.take would otherwise fill out-of-range rows with NaN)."""
+    if modality_ids is None or table.shape[0] == 1:
+        return table[0][None, None]
+    return jnp.take(table, modality_ids, axis=0)
+
+
+def modality_select_matmul(x: jax.Array, kernel: jax.Array, modality_ids, *,
+                           canonical: bool = False) -> jax.Array:
+    """Reference MoT projection: compute every modality's x @ W_k, keep the token's own.
+
+    x: [B, T, d_in]; kernel: [K, d_in, d_out]; modality_ids: [B, T] -> [B, T, d_out].
+    canonical: weight gradients as row-major dots (ops/matmul.py, the CPU fast path).
+    """
+    if modality_ids is None:
+        return mm.matmul(x, kernel[0], canonical=canonical)
+    all_BTKF = mm.modality_matmul(x, kernel, canonical=canonical)  # einsum "btd,kdf->btkf"
+    return jnp.take_along_axis(all_BTKF, modality_ids[:, :, None, None], axis=2)[:, :, 0]
 
 
 def dispatch_plan(modality_ids: jax.Array, num_modalities: int, tile: int):
@@ -55,7 +69,7 @@ def dispatch_plan(modality_ids: jax.Array, num_modalities: int, tile: int):
 
 
 def tiled_grouped_matmul(x: jax.Array, kernel: jax.Array, modality_ids: jax.Array, *,
-                         tile: int) -> jax.Array:
+                         tile: int, canonical: bool = False) -> jax.Array:
     """y_i = x_i W^{m_i} with each token multiplied by one kernel only (paper eq. 2, per token).
 
     x: [N, d_in]; kernel: [K, d_in, d_out]; modality_ids: [N] -> [N, d_out].
@@ -66,7 +80,7 @@ def tiled_grouped_matmul(x: jax.Array, kernel: jax.Array, modality_ids: jax.Arra
     dest, src, tile_modality = dispatch_plan(modality_ids, kernel.shape[0], tile)
     x_padded = jnp.concatenate([x, jnp.zeros((1, d_in), x.dtype)], axis=0)  # row N = padding
     buffer_TBD = x_padded[src].reshape(-1, tile, d_in)
-    y_TBF = jnp.einsum("tbd,tdf->tbf", buffer_TBD, kernel[tile_modality])
+    y_TBF = mm.batched_matmul(buffer_TBD, kernel[tile_modality], canonical=canonical)  # tbd,tdf->tbf
     return y_TBF.reshape(-1, kernel.shape[-1])[dest]
 
 
@@ -80,78 +94,28 @@ def ragged_grouped_matmul(x: jax.Array, kernel: jax.Array, modality_ids: jax.Arr
 
 
 def grouped_matmul(x: jax.Array, kernel: jax.Array, modality_ids: jax.Array | None, *,
-                   impl: str = "tiles", tile_size: int = 128, groups: int = 1) -> jax.Array:
+                   impl: str = "tiles", tile_size: int = 128, groups: int = 1,
+                   canonical: bool = False) -> jax.Array:
     """Modality-routed projection with dense FLOPs. x: [B, T, d_in]; kernel: [K, d_in, d_out];
     modality_ids: [B, T] (None = modality 0) -> [B, T, d_out].
 
     "tiles" sorts tokens within `groups` equal slices of the batch (each a whole number of
     sequences): groups = the data-parallel size keeps the sort shard-local (like MoE groups);
     a batch that `groups` does not divide uses gcd(groups, batch) groups.
-    "ragged_dot" sorts the whole batch once.
+    "ragged_dot" sorts the whole batch once. canonical: as in `modality_select_matmul` ("tiles").
     """
     batch, length, d_in = x.shape
     if modality_ids is None:
-        return x @ kernel[0]
+        return mm.matmul(x, kernel[0], canonical=canonical)
     groups = math.gcd(groups, batch)  # e.g. the 1-example init batch, or decoding one sequence
     ids = modality_ids.astype(jnp.int32)
     if impl == "ragged_dot":  # one global sort (ragged_dot has no batching rule over groups)
         y = ragged_grouped_matmul(x.reshape(-1, d_in), kernel, ids.reshape(-1))
     elif impl == "tiles":
-        y = jax.vmap(lambda xg, ig: tiled_grouped_matmul(xg, kernel, ig, tile=tile_size))(
+        y = jax.vmap(lambda xg, ig: tiled_grouped_matmul(xg, kernel, ig, tile=tile_size,
+                                                         canonical=canonical))(
             x.reshape(groups, -1, d_in), ids.reshape(groups, -1)
         )
     else:
-        raise ValueError(f"model.mot.grouped_impl={impl!r}; expected 'tiles' or 'ragged_dot'")
+        raise ValueError(f"impl={impl!r}; expected 'tiles' or 'ragged_dot'")
     return y.reshape(batch, length, kernel.shape[-1])
-
-
-def _grouped_projection(x, kernel, modality_ids, *, cfg: ModelConfig):
-    opts = cfg.mot
-    return grouped_matmul(x, kernel, modality_ids, impl=opts.grouped_impl,
-                          tile_size=opts.tile_size, groups=opts.groups)
-
-
-linear.GROUPED_MATMUL["grouped"] = _grouped_projection
-
-
-class QKNorm(nn.Module):
-    """RMSNorm over the head dimension of q or k [B, T, H, D], scale [K, D] per modality
-    (MoT §2.2: "QK-norm ... per modality"; Chameleon's QK-norm). Statistics in float32.
-    `parametric=False` (TokenFormer's non-parametric norms) drops the scale."""
-
-    cfg: ModelConfig
-    parametric: bool = True
-    eps: float = 1e-6
-
-    @nn.compact
-    def __call__(self, x: jax.Array, ctx: Context) -> jax.Array:
-        y = rms_normalize(x, self.eps)
-        if self.parametric:
-            scale = self.param(
-                "scale",
-                nn.with_logical_partitioning(nn.initializers.ones, ("modality", "norm")),
-                (self.cfg.num_modalities, x.shape[-1]),
-                self.cfg.parameter_dtype,
-            ).astype(jnp.float32)
-            if self.cfg.num_modalities == 1 or ctx.modality_ids is None:
-                y = y * scale[0]
-            else:
-                y = y * jnp.take(scale, ctx.modality_ids, axis=0)[:, :, None, :]
-        return y.astype(x.dtype)
-
-
-def make_qk_norm(cfg: ModelConfig, name: str) -> QKNorm:
-    return QKNorm(cfg=cfg, parametric=cfg.projections != "pattention", name=name)
-
-
-@registry.register_validator
-def _validate_mot(cfg: ModelConfig) -> None:
-    opts = cfg.mot
-    if opts.grouped_impl not in ("tiles", "ragged_dot"):
-        raise ConfigError(
-            f"model.mot.grouped_impl={opts.grouped_impl!r}; expected 'tiles' or 'ragged_dot'"
-        )
-    if opts.tile_size < 1:
-        raise ConfigError(f"model.mot.tile_size={opts.tile_size} must be >= 1")
-    if opts.groups < 1:
-        raise ConfigError(f"model.mot.groups={opts.groups} must be >= 1")

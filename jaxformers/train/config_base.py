@@ -2,12 +2,12 @@
 
 Top-level keys are fixed here: an experiment that sets a key not in this dict is an error naming
 the key (ml_collections rejects unknown `--config.x` overrides; `validate_config` checks dicts built
-in Python). `model` holds `ModelConfig` fields (validated by `models.config.model_config_from`).
+in Python). `model` holds `ModelConfig` fields (validated by `jaxformers.config.model_config_from`).
 """
 
 import ml_collections
 
-from jaxformers.models.config import default_config_dict
+from jaxformers.config import default_config_dict
 
 DEFAULT_SHARDING_RULES = (
     ("batch", ("data", "fsdp")),

@@ -9,11 +9,11 @@ import jax.numpy as jnp
 import pytest
 
 from jaxformers.data.registry import get_dataset_builder
-from jaxformers.models.config import model_config_from
+from jaxformers.config import model_config_from
 from jaxformers.models.registry import build_model
 from jaxformers.objectives.registry import get_objective
 from jaxformers.train.config_base import validate_config
-from jaxformers.train.loop import init_variables
+from jaxformers.train.experiment import init_variables
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
 CONFIG_FILES = sorted(glob.glob(os.path.join(CONFIG_DIR, "*.py")))
@@ -61,7 +61,7 @@ def test_any_model_field_can_be_overridden_from_the_command_line():
         "import sys\n"
         "from absl import flags\n"
         "from ml_collections import config_flags\n"
-        "from jaxformers.models.config import model_config_from\n"
+        "from jaxformers.config import model_config_from\n"
         "config_flags.DEFINE_config_file('config')\n"
         "flags.FLAGS(sys.argv)\n"
         "cfg = model_config_from(flags.FLAGS.config.model)\n"

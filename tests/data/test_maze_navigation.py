@@ -56,7 +56,7 @@ def test_greedy_decoding_with_a_true_next_cell_oracle_is_exact():
 
 
 def test_greedy_decoding_of_an_untrained_model_runs_for_both_model_families():
-    from jaxformers.models.config import model_config_from
+    from jaxformers.config import model_config_from
     from jaxformers.models.registry import build_model
 
     tokens = mazes.generate_mazes(6, N, seed=5)
@@ -74,7 +74,7 @@ def test_greedy_decoding_of_an_untrained_model_runs_for_both_model_families():
 
 def test_mot_decoder_decodes_the_path_region_with_the_path_modality_weights():
     from jaxformers.data.maze_navigation import decode_paths
-    from jaxformers.models.config import model_config_from
+    from jaxformers.config import model_config_from
     from jaxformers.models.registry import build_model
 
     tokens = mazes.generate_mazes(3, N, seed=6)

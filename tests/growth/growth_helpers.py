@@ -4,8 +4,8 @@ import flax.linen as nn
 import jax
 
 import jaxformers.nn  # noqa: F401  (registers every block kind)
+from jaxformers.config import model_config_from
 from jaxformers.growth import depth
-from jaxformers.models.config import model_config_from
 from jaxformers.models.registry import build_model
 
 TINY = dict(vocab_size=64, embed_dim=32, num_layers=2, num_heads=2, max_len=16, mlp_dim=48)

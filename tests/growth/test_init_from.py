@@ -5,11 +5,12 @@ import jax
 import numpy as np
 import pytest
 
+from jaxformers.config import model_config_from
 from jaxformers.growth.registry import get_transform
-from jaxformers.models.config import model_config_from
 from jaxformers.train import base_config, train_and_evaluate
 from jaxformers.train import checkpoint as ckpt
-from jaxformers.train.loop import Experiment, _initial_state
+from jaxformers.train.experiment import Experiment
+from jaxformers.train.startup import initial_state
 
 
 def tiny_config(layers: int):
@@ -39,7 +40,7 @@ def test_init_from_starts_at_step_zero_with_fresh_optimizer(base_workdir, tmp_pa
     config.init_from.workdir = base_workdir
     config.init_from.transform = transform
     exp = Experiment(config, str(tmp_path))
-    state, data_state = _initial_state(exp, None, str(tmp_path))
+    state, data_state = initial_state(exp, None, str(tmp_path))
 
     assert int(state.step) == 0
     assert data_state is None  # the grown run does not resume the base's data iterator

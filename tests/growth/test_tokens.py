@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import jaxformers.nn  # noqa: F401  (registers every block kind)
+from jaxformers.config import model_config_from
 from jaxformers.growth import tokens
 from jaxformers.growth.registry import GrowthError, get_transform
-from jaxformers.models.config import model_config_from
 from jaxformers.models.registry import build_model
 from jaxformers.ops.pattention import value_init_std
 from jaxformers.testing import tiny_train_config

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from growth_helpers import TINY, build, init
 
+from jaxformers.config import model_config_from
 from jaxformers.growth import depth
-from jaxformers.models.config import model_config_from
 from jaxformers.models.registry import build_model
 from jaxformers.nn import registry
+from jaxformers.nn.projection import PROJECTIONS
 
 # Extra fields a block kind needs to be tiny (or valid) in a 32-wide model.
 KIND_OVERRIDES = {
@@ -26,7 +27,7 @@ BLOCK_KINDS = (
     [("token_mixer", "attention")]
     + [("token_mixer", n) for n in sorted(registry.TOKEN_MIXERS) if n != _DEFAULT.token_mixer]
     + [("feed_forward", n) for n in sorted(registry.FEED_FORWARDS) if n != _DEFAULT.feed_forward]
-    + [("projections", n) for n in sorted(registry.PROJECTIONS) if n != _DEFAULT.projections]
+    + [("projections", n) for n in sorted(PROJECTIONS) if n != _DEFAULT.projections]
     + [("num_modalities", 2), ("norm_placement", "after_branch")]
 )
 

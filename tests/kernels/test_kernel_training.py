@@ -72,7 +72,7 @@ def test_pallas_kernels_run_per_shard_on_a_mesh_and_match_one_device(mixer, opti
     """On a (2, 2, 2) mesh the train step calls the kernel inside shard_map (batch over
     data x fsdp, heads over tensor) and its loss and gradients equal the one-device step."""
     from jaxformers.testing import tiny_train_config
-    from jaxformers.train.loop import Experiment
+    from jaxformers.train.experiment import Experiment
 
     def step(mesh, devices):
         cfg = tiny_train_config(**{"model.token_mixer": mixer, "model.num_layers": 1,

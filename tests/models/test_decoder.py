@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from jaxformers.models.config import ConfigError, model_config_from
+from jaxformers.config import ConfigError, model_config_from
 from jaxformers.models.decoder import Decoder
 from jaxformers.models.sampling import generate
 from jaxformers.testing import tiny_model_config

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxformers.models.config import model_config_from
+from jaxformers.config import model_config_from
 from jaxformers.models.registry import build_model
 
 

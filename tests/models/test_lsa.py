@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from jaxformers.data.registry import get_dataset_builder
-from jaxformers.models.config import ConfigError, model_config_from
+from jaxformers.config import ConfigError, model_config_from
 from jaxformers.models.lsa import effective_preconditioner
 from jaxformers.models.registry import build_model
 from jaxformers.objectives.registry import get_objective

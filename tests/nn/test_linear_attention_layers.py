@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxformers.models import sampling
-from jaxformers.models.config import ConfigError, model_config_from
+from jaxformers.config import ConfigError, model_config_from
 from jaxformers.models.decoder import Decoder
 
 

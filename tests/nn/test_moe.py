@@ -10,13 +10,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxformers.models.config import ConfigError
+from jaxformers.config import ConfigError
 from jaxformers.nn.context import Context
 from jaxformers.nn.moe import DenseMLP, MoEFeedForward
 from jaxformers.objectives.next_token import next_token_loss
 from jaxformers.ops import moe as ops
 from jaxformers.testing import tiny_model_config, tiny_train_config
-from jaxformers.train.loop import Experiment
+from jaxformers.train.experiment import Experiment
 
 N, T = 4, 8
 SMOE = dict(num_experts=N, router="random_frozen", k_schedule="linear", k_min=2, total_steps=10)

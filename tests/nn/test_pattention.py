@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxformers.models.config import ConfigError, model_config_from
+from jaxformers.config import ConfigError, model_config_from
 from jaxformers.models.registry import build_model
 from jaxformers.nn.context import Context
 from jaxformers.nn.pattention import PattentionFFN, PattentionProjection

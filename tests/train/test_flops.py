@@ -6,7 +6,7 @@ import numpy as np
 
 from jaxformers.testing import tiny_train_config
 from jaxformers.train.flops import matmul_flops
-from jaxformers.train.loop import Experiment
+from jaxformers.train.experiment import Experiment
 
 
 def test_a_matmul_counts_2mkn_and_a_scan_counts_every_iteration():
