@@ -19,12 +19,13 @@ import jax.numpy as jnp
 import ml_collections
 from ml_collections.config_dict import placeholder
 
+from jaxformers.errors import UserError
 from jaxformers.ops import linear_attention as linear_attention_ops
 from jaxformers.ops import moe as moe_ops
 from jaxformers.ops import pattention as pattention_ops
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config field is unknown, of the wrong type or inconsistent with another."""
 
 

@@ -16,6 +16,10 @@ class UserError(Exception):
     """Bad input from the user (config, file, workdir); printed by launchers as one line."""
 
 
+class InputFileError(UserError, ValueError):
+    """A file the user named (e.g. `data.eval_file`) is missing or malformed."""
+
+
 def one_line(message: str) -> str:
     """`message` on one line: lines joined with '; ', surrounding quotes of a KeyError removed."""
     lines = [line.strip() for line in str(message).strip().strip("'\"").splitlines() if line.strip()]

@@ -12,6 +12,7 @@ hand) can be scored (`read_words_file`, the evaluator's `data.eval_file`), and m
 import numpy as np
 
 from jaxformers.data import mazes
+from jaxformers.errors import InputFileError
 
 CONNECTOR = "<-->"
 
@@ -74,7 +75,7 @@ def read_words_file(path: str, n: int) -> np.ndarray:
             try:
                 rows.append(words_to_tokens(line, n))
             except ValueError as e:
-                raise ValueError(f"{path} line {line_number}: {e}") from None
+                raise InputFileError(f"{path} line {line_number}: {e}") from None
     if not rows:
-        raise ValueError(f"{path} holds no mazes")
+        raise InputFileError(f"{path} holds no mazes")
     return np.stack(rows)

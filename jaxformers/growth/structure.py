@@ -2,8 +2,10 @@
 
 import jax
 
+from jaxformers.errors import UserError
 
-class GrowthError(ValueError):
+
+class GrowthError(UserError, ValueError):
     """The checkpoint does not fit the growth requested."""
 
 

@@ -15,14 +15,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxformers.errors import UserError
 from jaxformers.train import checkpoint as ckpt
 from jaxformers.train.experiment import Experiment, measure_peak_flops
 from jaxformers.train.metrics import MetricsWriter
 from jaxformers.train.startup import initial_state
 
 
-class NonFiniteLossError(FloatingPointError):
-    pass
+class NonFiniteLossError(UserError, FloatingPointError):
+    """The loss or the parameters became non-finite; the last good checkpoint is intact."""
 
 
 @jax.jit

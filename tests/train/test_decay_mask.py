@@ -17,7 +17,7 @@ import pytest
 
 from jaxformers.data.registry import get_dataset_builder
 from jaxformers.models.registry import build_model
-from jaxformers.train.loop import init_variables
+from jaxformers.train.experiment import init_variables
 from jaxformers.train.state import decay_mask, decays, make_optimizer
 
 try:
