@@ -20,7 +20,7 @@ import ml_collections
 from ml_collections.config_dict import placeholder
 
 from jaxformers.errors import UserError
-from jaxformers.ops import linear_attention as linear_attention_ops
+from jaxformers.ops import causal_linear_attention as linear_attention_ops
 from jaxformers.ops import moe as moe_ops
 from jaxformers.ops import pattention as pattention_ops
 

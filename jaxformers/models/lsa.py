@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxformers.config import ModelConfig
-from jaxformers.ops.linear_attention import linear_self_attention
+from jaxformers.ops.lsa import linear_self_attention
 
 _NAMES = {"merged": ("kq", "pv"), "separate": ("query", "key", "value", "projection")}
 

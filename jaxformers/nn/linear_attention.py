@@ -28,6 +28,7 @@ import jax.numpy as jnp
 from jaxformers.config import ModelConfig
 from jaxformers.nn.context import Context
 from jaxformers.nn.projection import Projection
+from jaxformers.ops import causal_linear_attention as cla_ops
 from jaxformers.ops import linear_attention as la_ops
 from jaxformers.ops.norms import rms_normalize
 
@@ -158,8 +159,8 @@ class LinearAttention(nn.Module):
 
         def run(initial_state):
             if t == 1 and initial_state is not None:
-                return la_ops.linear_attention_recurrent(q, k, v, initial_state=initial_state, **kw)
-            return la_ops.linear_attention_chunked(
+                return cla_ops.linear_attention_recurrent(q, k, v, initial_state=initial_state, **kw)
+            return cla_ops.linear_attention_chunked(
                 q, k, v, chunk_size=opt.chunk_size, initial_state=initial_state,
                 segment_ids=segment_ids, **kw
             )

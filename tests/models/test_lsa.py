@@ -8,13 +8,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxformers.data.registry import get_dataset_builder
 from jaxformers.config import ConfigError, model_config_from
+from jaxformers.data.registry import get_dataset_builder
 from jaxformers.models.lsa import effective_preconditioner
 from jaxformers.models.registry import build_model
 from jaxformers.objectives.registry import get_objective
-from jaxformers.ops import icl
-from jaxformers.ops import linear_attention as la
+from jaxformers.ops import icl, lsa
 
 _PATH = pathlib.Path(__file__).parents[2] / "configs" / "icl_lsa.py"
 _SPEC = importlib.util.spec_from_file_location("icl_lsa_config", _PATH)
@@ -51,7 +50,7 @@ def test_separate_model_with_gd_weights_is_one_gd_step_and_objective_is_half_mse
     variables = model.init(jax.random.PRNGKey(0), batch, method=type(model).init_from_batch)
     assert set(variables["params"]) == {f"layer_0_{n}" for n in ("query", "key", "value",
                                                                   "projection")}
-    gd = {f"layer_0_{k}": v for k, v in la.gd_lsa_params(10, 6.0, 10).items()}
+    gd = {f"layer_0_{k}": v for k, v in lsa.gd_lsa_params(10, 6.0, 10).items()}
     pred = model.apply({"params": gd}, batch["inputs"])
     x = batch["inputs"][..., :-1]
     y = batch["inputs"][..., -1].at[:, -1].set(batch["targets"])

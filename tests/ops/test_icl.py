@@ -5,8 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxformers.ops import icl
-from jaxformers.ops import linear_attention as la
+from jaxformers.ops import icl, lsa
 
 NONISO = (1.0, 1.0, 0.25, 0.0625, 1.0)
 
@@ -57,7 +56,7 @@ def test_gd_weight_construction_is_one_gd_step():
     x, y = t["x"], t["y"]
     lr = 6.06
     tokens = icl.to_tokens(x, y)
-    out = la.linear_self_attention(tokens, la.gd_lsa_params(10, lr, 10))
+    out = lsa.linear_self_attention(tokens, lsa.gd_lsa_params(10, lr, 10))
     np.testing.assert_allclose(-out[:, -1, -1], icl.gd_predict(x, y, lr), rtol=1e-5, atol=1e-6)
     # context tokens' y-slots become the residual targets y_j - Δw·x_j (vO §3)
     dw = lr * jnp.einsum("bnd,bn->bd", x[:, :-1], y[:, :-1]) / 10
@@ -70,7 +69,7 @@ def test_merged_lsa_is_preconditioned_gd():
     a = jnp.asarray(np.random.default_rng(0).normal(size=(5, 5)), jnp.float32)
     kq = jnp.zeros((6, 6)).at[:5, :5].set(a.T)
     pv = jnp.zeros((6, 6)).at[5, 5].set(1.0)
-    out = la.linear_self_attention(icl.to_tokens(t["x"], t["y"]), {"kq": kq, "pv": pv},
+    out = lsa.linear_self_attention(icl.to_tokens(t["x"], t["y"]), {"kq": kq, "pv": pv},
                                    normalize_by_context=True)
     np.testing.assert_allclose(out[:, -1, -1], icl.gd_predict(t["x"], t["y"], 1.0, 1, a),
                                rtol=1e-4, atol=1e-5)
@@ -82,4 +81,4 @@ def test_bad_inputs_name_the_argument():
     with pytest.raises(ValueError, match="covariance"):
         icl.sample_tasks(jax.random.PRNGKey(0), 2, 3, 4, covariance=(1.0, 2.0))
     with pytest.raises(ValueError, match="params must have keys"):
-        la.linear_self_attention(jnp.zeros((1, 3, 4)), {"w": jnp.eye(4)})
+        lsa.linear_self_attention(jnp.zeros((1, 3, 4)), {"w": jnp.eye(4)})

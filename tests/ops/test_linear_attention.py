@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxformers.ops import causal_linear_attention as cla
 from jaxformers.ops import linear_attention as la
 
 B, T, H, K, V = 2, 37, 2, 4, 3  # T = 37 is prime: no chunk size divides it except 1
@@ -25,11 +26,11 @@ class J:
     simple_gla_chunked = jax.jit(la.simple_gla_chunked, static_argnames="chunk_size")
     retention = jax.jit(la.retention, static_argnames=("form", "chunk_size"))
     linear_attention_recurrent = jax.jit(
-        la.linear_attention_recurrent, static_argnames=("normalize", "feature_map"))
+        cla.linear_attention_recurrent, static_argnames=("normalize", "feature_map"))
     linear_attention_parallel = jax.jit(
-        la.linear_attention_parallel, static_argnames=("normalize", "feature_map"))
+        cla.linear_attention_parallel, static_argnames=("normalize", "feature_map"))
     linear_attention_chunked = jax.jit(
-        la.linear_attention_chunked, static_argnames=("normalize", "feature_map", "chunk_size"))
+        cla.linear_attention_chunked, static_argnames=("normalize", "feature_map", "chunk_size"))
 
 
 def _inputs(seed=0, gate_normalizer=1.0, t=T):
@@ -199,7 +200,7 @@ def test_bad_inputs_name_the_argument():
     with pytest.raises(ValueError, match="initial_state"):
         la.gla_chunked(q, k, v, g, initial_state=jnp.zeros((B, H, V, K)))
     with pytest.raises(ValueError, match="feature_map"):
-        la.linear_attention_chunked(q, k, v, feature_map="tanh")
+        cla.linear_attention_chunked(q, k, v, feature_map="tanh")
 
 
 # Row 0: three documents whose boundaries fall inside chunks of 8 and 16 (and one on a chunk
