@@ -8,6 +8,7 @@ run the same command on every host (`gcloud ... ssh --worker=all --command=...`)
 """
 
 import os
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -28,12 +29,18 @@ def main(argv):
     import jax
 
     from jaxformers.train import train_and_evaluate
+    from jaxformers.train.metrics import read_metrics
+    from jaxformers.train.next_steps import next_steps
 
     print(f"process {jax.process_index()} of {jax.process_count()}; "
           f"local devices {jax.local_devices()}", flush=True)
-    metrics = train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+    config, workdir = flags.FLAGS.config, flags.FLAGS.workdir
+    metrics = train_and_evaluate(config, workdir)
     if jax.process_index() == 0:
         print("final validation:", " ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
+        step = max((r["step"] for r in read_metrics(workdir)), default=0)  # the final evaluation
+        print(next_steps(workdir, sys.argv, step=step, num_steps=config.num_steps,
+                         model_family=config.model_family))
 
 
 if __name__ == "__main__":
