@@ -24,8 +24,9 @@ from absl import app, flags
 from jaxformers.growth import guidelines as gl
 from jaxformers.train import checkpoint as ckpt
 from jaxformers.train import train_and_evaluate
-from jaxformers.train.loop import Experiment, _initial_state
+from jaxformers.train.experiment import Experiment
 from jaxformers.train.metrics import read_metrics
+from jaxformers.train.startup import initial_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "experiments", "results")
@@ -115,7 +116,7 @@ def main(argv):
         if want(name) and not finished(run_dir, steps):
             if not os.path.exists(init_path):  # the grown model's loss before its first step
                 exp = Experiment(cfg, run_dir)
-                state, _ = _initial_state(exp, None, run_dir)
+                state, _ = initial_state(exp, None, run_dir)
                 os.makedirs(run_dir, exist_ok=True)
                 with open(init_path, "w") as f:
                     json.dump(exp.evaluate(state.variables()), f)
