@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from jaxformers.data import mazes
+from jaxformers.data.maze_navigation import navigation_metrics
 
 
 def rope(x, positions, base=10000.0):
@@ -95,5 +96,5 @@ def greedy_exact_match(model, tokens, n):
         seq[:, p + i] = model(seq, visible, query[i : i + 1])[:, 0].argmax(-1)
         visible[:, p + i] = True
     predicted = seq[:, p : p + steps].numpy()
-    m = mazes.navigation_metrics(predicted, tokens, n)
+    m = navigation_metrics(predicted, tokens, n)
     return m["exact_match"], m["token_accuracy"]

@@ -22,6 +22,38 @@ from jaxformers.data import maze_words, mazes
 from jaxformers.models import encdec, sampling
 
 
+def navigation_metrics(predicted: np.ndarray, tokens: np.ndarray, n: int) -> dict:
+    """Score decoded path regions against the truth (Nolte et al. 2024, §4: "navigation accuracy").
+
+    predicted: [B, S] tokens written after <PATH_START>; tokens: [B, T] the true sequences.
+    exact_match ("navigation accuracy"): every token of the true path region (cells + <mazes.PATH_END>)
+    reproduced; token_accuracy: over those tokens; valid_path: the predicted cells (up to the first
+    <mazes.PATH_END>) form a valid start -> goal path (equals exact_match on DFS mazes: unique paths).
+    """
+    predicted, tokens = np.asarray(predicted), np.asarray(tokens)
+    p, steps = mazes.prefix_len(n), predicted.shape[1]
+    truth = tokens[:, p : p + steps]
+    region = mazes.path_mask(tokens, n)[:, p : p + steps]
+    if mazes.path_mask(tokens, n)[:, p + steps :].any():
+        raise ValueError(f"{steps} decoded tokens do not cover every true path region")
+    hit = (predicted == truth) & region
+    valid = 0
+    for row, seq in zip(predicted, tokens, strict=True):
+        end = np.flatnonzero(row == mazes.PATH_END)
+        cells = row[: end[0]] if end.size else row
+        if ((cells < mazes.NUM_SPECIAL) | (cells >= mazes.NUM_SPECIAL + n * n)).any():
+            continue
+        maze = mazes.decode_tokens(seq, n)
+        path = np.stack(np.divmod(cells.astype(np.int64) - mazes.NUM_SPECIAL, n), -1)
+        valid += bool(end.size) and mazes.is_valid_path(maze["connections"], maze["start"],
+                                                   maze["goal"], path)
+    return {
+        "exact_match": float((hit == region).all(1).mean()),
+        "token_accuracy": float(hit.sum() / max(region.sum(), 1)),
+        "valid_path": valid / len(tokens),
+    }
+
+
 def decode_paths(model, variables, prompts: np.ndarray, steps: int) -> np.ndarray:
     """prompts [B, P] -> [B, steps] greedy tokens, for an encoder-decoder or a causal decoder."""
     variables = {k: v for k, v in variables.items() if k in ("params", "constants")}
@@ -41,7 +73,7 @@ def decode_paths(model, variables, prompts: np.ndarray, steps: int) -> np.ndarra
 
 def evaluate_navigation(model, variables, tokens: np.ndarray, n: int, batch_size: int = 64,
                         decode_fn=decode_paths) -> dict:
-    """Greedy-decode the paths of `tokens` [N, T] and score them (mazes.navigation_metrics)."""
+    """Greedy-decode the paths of `tokens` [N, T] and score them (navigation_metrics)."""
     p = mazes.prefix_len(n)
     lengths = mazes.path_mask(tokens, n).sum(1)
     order = np.argsort(lengths, kind="stable")
@@ -50,7 +82,7 @@ def evaluate_navigation(model, variables, tokens: np.ndarray, n: int, batch_size
         idx = order[lo : lo + batch_size]
         steps = min(-(-int(lengths[idx].max()) // 8) * 8, tokens.shape[1] - p)
         predicted[idx, :steps] = decode_fn(model, variables, tokens[idx, :p], steps)
-    return mazes.navigation_metrics(predicted, tokens, n)
+    return navigation_metrics(predicted, tokens, n)
 
 
 def maze_navigation(model, variables, config) -> dict:

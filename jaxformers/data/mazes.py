@@ -387,36 +387,3 @@ def build_mazes(data_config, *, split, seed, batch_size, process_index, process_
         MazeSource(tokens, o["n"], o["length"]), split=split, seed=seed, batch_size=batch_size,
         process_index=process_index, process_count=process_count,
     )
-
-
-# Scoring decoded paths -------------------------------------------------------------------------
-def navigation_metrics(predicted: np.ndarray, tokens: np.ndarray, n: int) -> dict:
-    """Score decoded path regions against the truth (methods.md §5.4).
-
-    predicted: [B, S] tokens written after <PATH_START>; tokens: [B, T] the true sequences.
-    exact_match ("navigation accuracy"): every token of the true path region (cells + <PATH_END>)
-    reproduced; token_accuracy: over those tokens; valid_path: the predicted cells (up to the first
-    <PATH_END>) form a valid start -> goal path (equals exact_match on DFS mazes: unique paths).
-    """
-    predicted, tokens = np.asarray(predicted), np.asarray(tokens)
-    p, steps = prefix_len(n), predicted.shape[1]
-    truth = tokens[:, p : p + steps]
-    region = path_mask(tokens, n)[:, p : p + steps]
-    if path_mask(tokens, n)[:, p + steps :].any():
-        raise ValueError(f"{steps} decoded tokens do not cover every true path region")
-    hit = (predicted == truth) & region
-    valid = 0
-    for row, seq in zip(predicted, tokens, strict=True):
-        end = np.flatnonzero(row == PATH_END)
-        cells = row[: end[0]] if end.size else row
-        if ((cells < NUM_SPECIAL) | (cells >= NUM_SPECIAL + n * n)).any():
-            continue
-        maze = decode_tokens(seq, n)
-        path = np.stack(np.divmod(cells.astype(np.int64) - NUM_SPECIAL, n), -1)
-        valid += bool(end.size) and is_valid_path(maze["connections"], maze["start"],
-                                                   maze["goal"], path)
-    return {
-        "exact_match": float((hit == region).all(1).mean()),
-        "token_accuracy": float(hit.sum() / max(region.sum(), 1)),
-        "valid_path": valid / len(tokens),
-    }

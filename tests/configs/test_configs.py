@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jaxformers.data.registry import get_dataset_builder
 from jaxformers.config import model_config_from
+from jaxformers.data.registry import get_dataset_builder
 from jaxformers.models.registry import build_model
 from jaxformers.objectives.registry import get_objective
 from jaxformers.train.config_base import validate_config

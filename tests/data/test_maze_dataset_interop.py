@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from jaxformers.data import maze_words, mazes
+from jaxformers.data.maze_navigation import navigation_metrics
 
 FIXTURE = json.loads(
     (pathlib.Path(__file__).parent / "fixtures" / "maze_dataset_fixture.json").read_text())
@@ -71,9 +72,9 @@ def test_their_solutions_score_as_exact_and_a_wrong_turn_does_not():
                        for m in REFERENCE if m["grid_n"] == n])
     p = mazes.prefix_len(n)
     predicted = tokens[:, p:].copy()
-    assert mazes.navigation_metrics(predicted, tokens, n)["exact_match"] == 1.0
+    assert navigation_metrics(predicted, tokens, n)["exact_match"] == 1.0
     predicted[0, 1] = predicted[0, 0]  # repeat the start cell instead of stepping on
-    metrics = mazes.navigation_metrics(predicted, tokens, n)
+    metrics = navigation_metrics(predicted, tokens, n)
     assert metrics["exact_match"] == metrics["valid_path"] == 1 - 1 / len(tokens)
 
 

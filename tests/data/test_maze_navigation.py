@@ -73,8 +73,8 @@ def test_greedy_decoding_of_an_untrained_model_runs_for_both_model_families():
 
 
 def test_mot_decoder_decodes_the_path_region_with_the_path_modality_weights():
-    from jaxformers.data.maze_navigation import decode_paths
     from jaxformers.config import model_config_from
+    from jaxformers.data.maze_navigation import decode_paths
     from jaxformers.models.registry import build_model
 
     tokens = mazes.generate_mazes(3, N, seed=6)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from jaxformers.data import mazes
+from jaxformers.data.maze_navigation import navigation_metrics
 
 
 @pytest.mark.parametrize("n", [3, 5, 10])
@@ -127,9 +128,9 @@ def test_navigation_metrics_score_the_true_path_as_exact():
     tokens = mazes.generate_mazes(16, n, seed=2)
     p = mazes.prefix_len(n)
     truth = tokens[:, p:]
-    m = mazes.navigation_metrics(truth, tokens, n)
+    m = navigation_metrics(truth, tokens, n)
     assert m == {"exact_match": 1.0, "token_accuracy": 1.0, "valid_path": 1.0}
     wrong = truth.copy()
     wrong[0, 1] = mazes.PAD
-    m = mazes.navigation_metrics(wrong, tokens, n)
+    m = navigation_metrics(wrong, tokens, n)
     assert m["exact_match"] == 15 / 16 and m["valid_path"] == 15 / 16

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxformers.models import sampling
 from jaxformers.config import ConfigError, model_config_from
+from jaxformers.models import sampling
 from jaxformers.models.decoder import Decoder
 
 

@@ -4,8 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxformers.data import mazes
 from jaxformers.config import model_config_from
+from jaxformers.data import mazes
 from jaxformers.models.registry import build_model
 from jaxformers.objectives.mlm_u import mlm_u_loss, mlm_u_mask
 from jaxformers.objectives.registry import get_objective

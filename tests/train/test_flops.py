@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxformers.testing import tiny_train_config
-from jaxformers.train.flops import matmul_flops
 from jaxformers.train.experiment import Experiment
+from jaxformers.train.flops import matmul_flops
 
 
 def test_a_matmul_counts_2mkn_and_a_scan_counts_every_iteration():
