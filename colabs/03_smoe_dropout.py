@@ -57,7 +57,7 @@ from jaxformers.train.checkpoint import load_variables
 from jaxformers.train.metrics import read_metrics
 
 SMALL = os.environ.get("JAXFORMERS_COLAB_SMALL") == "1"  # the test suite runs a tiny version
-spec = importlib.util.spec_from_file_location("moe_base", os.path.join(REPO, "configs", "moe_base.py"))
+spec = importlib.util.spec_from_file_location("smoe_dropout", os.path.join(REPO, "configs", "smoe_dropout.py"))
 moe_base = importlib.util.module_from_spec(spec); spec.loader.exec_module(moe_base)
 
 # %% [markdown]
@@ -174,7 +174,7 @@ plt.legend(); plt.title(f"self-slimmable curve ({STEPS} steps)"); plt.show()
 # %% [markdown]
 # ### The full-size result
 # `python experiments/smoe_slimmable.py` evaluates the three 600-step models (d=128, 2 layers, N=8)
-# trained with `configs/{dense_ffn,moe_learned,smoe_dropout}.py` (two seeds; `docs/smoe_dropout.md`).
+# trained with `configs/smoe_dropout.py:variant={dense,learned,smoe_dropout}` (two seeds; `docs/smoe_dropout.md`).
 # The stored result is shown here.
 
 # %%

@@ -32,7 +32,6 @@ from jaxformers.train.config_base import base_config, parse_config_arg
 
 MODEL = dict(embed_dim=128, num_heads=4, num_kv_heads=2, max_len=128)
 LAYERS = {"base": 2, "target": 8}
-GROWTH_FACTOR = 4
 
 
 def get_config(arg: str | None = None):

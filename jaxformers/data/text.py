@@ -14,9 +14,7 @@ import zlib
 import grain
 import numpy as np
 
-PAD_ID = 256
-EOS_ID = 257
-BYTE_VOCAB = 258  # bytes + PAD + EOS; model.vocab_size must be >= this
+EOS_ID = 257  # ids 0-255 are bytes, 256 is reserved for padding
 
 DEFAULT_VALIDATION_FRACTION = 0.05  # of the files, by hash of their path
 _TEXT_KEYS = {"name", "seq_len", "paths", "validation_fraction", "max_bytes", "seed"}

@@ -162,12 +162,6 @@ def interleave(variables: dict, factor: int) -> dict:
     return take_layers(variables, interleave_indices(num_layers(variables), factor))
 
 
-def partial_stack(variables: dict, start: int, stop: int, target_layers: int) -> dict:
-    """Repeat only base layers [start, stop) (App. H.3); the others appear once."""
-    n = num_layers(variables)
-    return take_layers(variables, partial_stack_indices(n, start, stop, target_layers))
-
-
 def zero_init_depth(variables: dict, factor: int) -> dict:
     """G_zero depth: G_stack order, residual-output weights zeroed in copies 2..g (function
     preserving: each such block computes x + 0 + 0). Only "params" are zeroed; "constants"

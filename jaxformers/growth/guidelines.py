@@ -45,12 +45,6 @@ def growth_tokens(num_params: float, compute: float, *, warn: bool = True) -> fl
     return 10.0**log_d
 
 
-def growth_factor_fit(num_params: float, compute: float) -> float:
-    """App. F's tentative fit log10(g) = 1.01 log10(N) - 29.88 / log10(C) - 7.36 (the authors
-    call it "mediocre"; use RECOMMENDED_GROWTH_FACTOR)."""
-    return 10.0 ** (1.01 * math.log10(num_params) - 29.88 / math.log10(compute) - 7.36)
-
-
 def speedup(flops_scratch: float, flops_grown: float) -> float:
     """App. B.2: sp = FLOPs_scratch / FLOPs_G - 1 at equal loss (FLOPs_G includes the base)."""
     return flops_scratch / flops_grown - 1.0

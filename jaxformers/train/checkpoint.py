@@ -28,8 +28,6 @@ import orbax.checkpoint as ocp
 
 from jaxformers.errors import UserError, one_line
 
-ITEMS = ("variables", "train", "data", "config")
-
 # Config fields a resumed run may change: the schedule's length, logging, evaluation, the device
 # layout (restores reshard) and kernel implementations, none of which changes a stored array.
 ALLOWED_ON_RESUME = (

@@ -28,16 +28,17 @@ except ImportError:  # before the issue-18 move of the model config
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
 # One config per kind of parameter tree: dense decoder, TokenFormer, learned MoE (biases, router),
 # SMoE-Dropout (frozen router), MoT with QK norms, GLA, MLM-U encoder-decoder, ICL LSA.
-FAMILIES = ("default", "tokenformer", "moe_learned", "smoe_dropout", "mot", "gla_lm", "maze_mlmu",
+FAMILIES = ("default", "tokenformer", "smoe_dropout:variant=learned", "smoe_dropout", "mot", "gla_lm", "maze_mlmu",
             "icl_lsa")
 
 
 def _boxed_variables(name):
+    name, _, preset = name.partition(":")
     path = os.path.join(CONFIG_DIR, f"{name}.py")
     spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    config = module.get_config()
+    config = module.get_config(preset or None)
     if "num_train" in config.data:  # mazes: a few are enough to build the model
         config.data.update(num_train=16, num_validation=16)
     model = build_model(config.model_family, model_config_from(config.model))
@@ -70,7 +71,7 @@ def test_the_mask_decays_every_matrix_and_no_scale_bias_or_vector(name):
         assert decayed is not _is_vector_kind(path, leaf), path
 
 
-@pytest.mark.parametrize("name", ["moe_learned", "mot"])
+@pytest.mark.parametrize("name", ["smoe_dropout:variant=learned", "mot"])
 def test_one_adamw_step_with_zero_gradients_moves_only_the_matrices(name):
     """With zero gradients only weight decay moves a parameter: matrices shrink by exactly
     (1 - lr * wd); norm scales (rank 3 under nn.scan), biases and vectors stay bit-identical."""
