@@ -61,7 +61,7 @@ spec = importlib.util.spec_from_file_location("smoe_dropout", os.path.join(REPO,
 moe_base = importlib.util.module_from_spec(spec); spec.loader.exec_module(moe_base)
 
 # %% [markdown]
-# ## 1. The k schedule (methods.md §3.2)
+# ## 1. The k schedule (Chen et al. 2023, arXiv 2303.01610)
 # `k(t) = clip(round((k_max - k_min) t / T) + k_min, k_min, k_max)`: with N = 8 experts it starts at
 # 4 active experts and ends with all 8. On average 3/4 of the expert FLOPs are spent.
 

@@ -1,4 +1,4 @@
-"""G_stack depth growth (methods.md §2): a 2-layer base grown x4 to an 8-layer target, d=128.
+"""G_stack depth growth (Du et al. 2024): a 2-layer base grown x4 to an 8-layer target, d=128.
 
   # 1. the base (2 layers) for d tokens = steps * batch_size * seq_len
   python launch/train.py --config=configs/gstack.py:base --workdir=runs/gstack_base \

@@ -1,4 +1,4 @@
-"""MLM-U on DFS mazes (Nolte et al. 2024, arXiv 2412.05117; methods.md §5): the encoder-decoder
+"""MLM-U on DFS mazes (Nolte et al. 2024, arXiv 2412.05117): the encoder-decoder
 trained to predict a uniform-rate random subset of the path from the maze and the rest of the path.
 
   python launch/train.py --config=configs/maze_mlmu.py:grid=5 --workdir=runs/maze_mlmu_5

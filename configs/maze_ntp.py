@@ -4,7 +4,7 @@
 
 Decoder-only model with 2x the layers of each MLM-U stack; the loss is the "next_token" objective
 with the maze dataset's weights, which score only targets in the path region (the authors' AR
-baseline, methods.md §5.2). Evaluation decodes greedily with the KV cache.
+baseline, Nolte et al. 2024, arXiv 2412.05117). Evaluation decodes greedily with the KV cache.
 """
 
 import importlib.util

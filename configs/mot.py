@@ -1,4 +1,4 @@
-"""Mixture-of-Transformers (methods.md §4): K=2 modality-untied blocks, global attention.
+"""Mixture-of-Transformers (Liang et al. 2025): K=2 modality-untied blocks, global attention.
 
   python launch/train.py --config=configs/mot.py --workdir=runs/mot
   python launch/train.py --config=configs/mot_dense_baseline.py --workdir=runs/mot_dense

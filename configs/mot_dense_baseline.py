@@ -1,4 +1,4 @@
-"""Dense baseline for Mixture-of-Transformers (methods.md §4.6): configs/mot.py with K=1.
+"""Dense baseline for Mixture-of-Transformers (Liang et al. 2025, arXiv 2411.04996): configs/mot.py with K=1.
 
   python launch/train.py --config=configs/mot_dense_baseline.py --workdir=runs/mot_dense
 

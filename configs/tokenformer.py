@@ -1,4 +1,4 @@
-"""TokenFormer on the byte-level text data, and its growth by parameter tokens (methods.md §1).
+"""TokenFormer on the byte-level text data, and its growth by parameter tokens (Wang et al. 2025).
 
   # 1. the small model (4 layers, d=128, 64 attention / 256 FFN parameter tokens)
   python launch/train.py --config=configs/tokenformer.py:small --workdir=runs/tf_small

@@ -1,4 +1,4 @@
-"""G_stack vs scratch at equal total FLOPs (methods.md §2.6; paper Fig. 3 / App. B.2).
+"""G_stack vs scratch at equal total FLOPs (paper Fig. 3 / App. B.2).
 
   python experiments/gstack_growth.py --steps=200 --workdir=runs/gstack_exp
 

@@ -1,7 +1,9 @@
 """The self-slimmable curve (Chen et al. 2023, §3.2): validation loss of each trained model at k = 1..N.
 
-  python launch/train.py --config=configs/smoe_dropout.py:variant=dense,steps=600 --workdir=runs/moe_cmp_dense_ffn
-  python launch/train.py --config=configs/smoe_dropout.py:variant=learned,steps=600 --workdir=runs/moe_cmp_moe_learned
+  python launch/train.py --config=configs/smoe_dropout.py:variant=dense,steps=600 \
+      --workdir=runs/moe_cmp_dense_ffn
+  python launch/train.py --config=configs/smoe_dropout.py:variant=learned,steps=600 \
+      --workdir=runs/moe_cmp_moe_learned
   python launch/train.py --config=configs/smoe_dropout.py:steps=600 --workdir=runs/moe_cmp_smoe_dropout
   python experiments/smoe_slimmable.py --runs=runs/moe_cmp --eval_batches=32
   # another seed: the same training commands with --config.seed=1 into runs/moe_cmp_s1_*, then

@@ -1,4 +1,4 @@
-"""TokenFormer growth vs training the large model from scratch (methods.md §1.6 experiment).
+"""TokenFormer growth vs training the large model from scratch (Wang et al. 2025 experiment).
 
   python experiments/tokenformer_growth.py --small_steps=300 --grow_steps=150 --workdir=runs/tf_exp
 

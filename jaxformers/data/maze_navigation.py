@@ -1,4 +1,4 @@
-"""The "maze_navigation" evaluator: greedy path decoding on held-out mazes (methods.md §5.4).
+"""The "maze_navigation" evaluator: greedy path decoding on held-out mazes (Nolte et al. 2024).
 
 Registered in `train.evaluators`, so `config.evaluators = ("maze_navigation",)` reports
 nav_exact_match / nav_token_accuracy / nav_valid_path at every evaluation. The first

@@ -1,5 +1,5 @@
 """Maze token ids <-> maze-dataset's text tokens (Nolte et al. 2024, arXiv 2412.05117 §3;
-methods.md §5.1 and §5.6).
+Nolte et al. 2024, arXiv 2412.05117).
 
 The paper tokenises mazes with maze-dataset's `MazeTokenizer(AOTP_UT_rasterized)`, whose output is
 a list of words such as `<ADJLIST_START> (0,0) <--> (1,0) ; ... <PATH_END>`, and drops the `<-->`

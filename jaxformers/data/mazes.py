@@ -1,4 +1,4 @@
-"""DFS mazes tokenised as in MLM-U (Nolte et al. 2024, arXiv 2412.05117 §3; methods.md §5.1).
+"""DFS mazes tokenised as in MLM-U (Nolte et al. 2024, arXiv 2412.05117 §3).
 
 A maze is a spanning tree of the n x n grid made by a randomised depth-first search (recursive
 backtracker, maze-dataset's `gen_dfs`), with a start and a goal cell (start != goal). Being a tree,
@@ -322,7 +322,7 @@ class MazeSource:
 
     Next token: inputs [T] tokens; targets [T] tokens shifted left (PAD last); weights [T] 1 where
     the *target* is in the prediction region (the authors' AR baseline: loss on path tokens only,
-    methods.md §5.2), so the registered "next_token" objective is the baseline unchanged.
+    Nolte et al. 2024, arXiv 2412.05117), so the registered "next_token" objective is the baseline unchanged.
     MLM-U: inputs; path_mask [T] (prediction region); prefix_mask [T] (always visible);
     query_positions [T - prefix_len] (the positions the encoder-decoder is asked to predict).
     """

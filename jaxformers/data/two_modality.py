@@ -1,4 +1,4 @@
-"""Two-modality sequences for Mixture-of-Transformers (methods.md §4.6): dataset "two_modality".
+"""Two-modality sequences for Mixture-of-Transformers (Liang et al. 2025): dataset "two_modality".
 
 `data.variant = "synthetic"` (default, needs nothing else) interleaves two token processes with
 disjoint vocabularies, in the spirit of Chameleon's text + image-token sequences (MoT §3.2):

@@ -1,7 +1,7 @@
 """Depth growth on the scanned layer axis: G_stack, interleaving, G_zero, noise, partial stacking.
 
-Paper: Du, Luo et al., "Stacking Your Transformers" (NeurIPS 2024, arXiv 2405.15319); facts in
-`shared/papers/methods.md` §2. Every function here is a pure pytree -> pytree map. The decoder
+Paper: Du, Luo et al., "Stacking Your Transformers" (NeurIPS 2024, arXiv 2405.15319).
+Every function here is a pure pytree -> pytree map. The decoder
 scans its blocks (`models/decoder.py`), so every per-layer variable has a leading "layers" axis
 under the key "layers" of its collection ("params", "constants"); everything outside it
 (embedding, final norm, head) is copied unchanged. Because the functions only index that axis,
@@ -53,7 +53,7 @@ KEEP_NONZERO_LEAVES = frozenset({"key_tokens"})
 
 # Index lists ----------------------------------------------------------------------------------
 def stack_indices(num_layers: int, factor: int) -> list[int]:
-    """G_stack order: target layer i <- base layer i mod L (methods.md §2.2 `stacking_list`)."""
+    """G_stack order: target layer i <- base layer i mod L (Du et al. 2024 `stacking_list`)."""
     _check_factor(factor)
     return [i % num_layers for i in range(num_layers * factor)]
 

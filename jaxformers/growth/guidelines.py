@@ -1,4 +1,4 @@
-"""G_stack guidelines (methods.md §2.3; paper §4.2, App. F) and the paper's speed-up measure.
+"""G_stack guidelines (paper §4.2, App. F) and the paper's speed-up measure.
 
 How to use them for a run (see configs/gstack.py):
   1. Pick the target size N (parameters) and training tokens D; C = 6 N D (`training_flops`).

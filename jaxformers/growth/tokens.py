@@ -3,7 +3,6 @@
     K_P <- [K_P^old; K_P^new],   V_P <- [V_P^old; V_P^new]   (concatenated on the token axis)
 
 d, the number of layers and heads are unchanged; only the token counts n grow to n + m.
-Facts and the caveat: `shared/papers/methods.md` §1.4.
 
 Function preservation (paper App. B): with K_P^new = 0 the new scores are exactly 0, so the
 L2 norm inside Θ (`ops/pattention.py`) is unchanged and GeLU(0) = 0 gives the new value tokens

@@ -1,8 +1,7 @@
 """The one place where the GPU (Triton) and TPU (Mosaic) Pallas back ends differ.
 
 Every `pallas_call` in `jaxformers.kernels` takes its `interpret` flag and its compiler parameters
-from `pallas_params`; nothing else in the kernels looks at the platform. Rules (measured facts in
-shared/papers/jax_platform_notes.md §1.5):
+from `pallas_params`; nothing else in the kernels looks at the platform. Rules (measured on jax 0.10):
 
 * CPU: the generic HLO interpreter (`interpret=True`); compiler params are irrelevant there.
 * TPU: Mosaic, `pltpu.CompilerParams(dimension_semantics=...)`: grid axes are "parallel", except

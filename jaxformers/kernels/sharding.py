@@ -1,7 +1,7 @@
 """Run a Pallas kernel on each device's shard of a multi-device mesh.
 
 A `pallas_call` has no GSPMD sharding rule, so under `jit` on a mesh XLA would gather its operands
-onto every device and run the whole kernel there (jax_platform_notes §4). The train loop traces
+onto every device and run the whole kernel there. The train loop traces
 its steps inside `jax.sharding.use_abstract_mesh(mesh)`; `per_shard` reads that mesh and calls the
 kernel inside `jax.shard_map(..., check_vma=False)` (a pallas_call inside shard_map needs it),
 with the batch split over ('data', 'fsdp') and heads over 'tensor' wherever they divide: the

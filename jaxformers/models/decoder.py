@@ -1,4 +1,4 @@
-"""Decoder-only language model composed from the model config (ARCHITECTURE.md "Models are composed").
+"""Decoder-only language model composed from the model config.
 
 Embedding -> L blocks (nn.scan: parameters carry a leading "layers" axis) -> RMSNorm -> head.
 A block is token mixer + feed-forward, chosen by name from `nn.registry`, with pre-norm or

@@ -1,4 +1,4 @@
-"""The MLM-U encoder-decoder ("PAST", Nolte et al. 2024 §3.1; methods.md §5.3).
+"""The MLM-U encoder-decoder ("PAST", Nolte et al. 2024 §3.1).
 
 Encoder: `num_layers` pre-norm blocks of bidirectional self-attention whose keys are the *visible*
 tokens only (masked tokens are removed from attention, no [MASK] embedding), + feed-forward.
@@ -182,7 +182,7 @@ class EncoderDecoder(nn.Module):
 
 @functools.partial(jax.jit, static_argnames=("model", "steps"))
 def greedy_decode(model: EncoderDecoder, variables, prompt: jax.Array, *, steps: int) -> jax.Array:
-    """Left-to-right greedy decoding, one token per forward pass (methods.md §5.4).
+    """Left-to-right greedy decoding, one token per forward pass (Nolte et al. 2024, arXiv 2412.05117).
 
     prompt [B, P] (everything up to <PATH_START>) -> [B, steps] tokens. At step k the visible set
     is the prompt plus the k tokens decoded so far; the decoder queries only position P + k.

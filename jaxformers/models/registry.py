@@ -7,7 +7,7 @@ from jaxformers.registry import lookup
 
 MODELS = {
     "decoder": Decoder,  # token mixers x feed-forwards x projections x modalities (decoder.py)
-    "encdec": EncoderDecoder,  # the MLM-U encoder-decoder (Kitouni et al. 2024)
+    "encdec": EncoderDecoder,  # the MLM-U encoder-decoder (Nolte et al. 2024)
     "lsa": LSA,  # linear self-attention for in-context regression
 }
 

@@ -1,6 +1,6 @@
 """Mixture-of-experts feed-forward ("moe") and its dense twin ("dense_mlp"); math in `ops.moe`.
 
-SMoE-Dropout (methods.md §3): `moe.router="random_frozen"`, `moe.k_schedule="linear"`,
+SMoE-Dropout (Chen et al. 2023, arXiv 2303.01610): `moe.router="random_frozen"`, `moe.k_schedule="linear"`,
 `k_min=N/2`, `k_max=N`; the learned-router baseline: `router="learned"`, `k=2`, optionally
 `load_balance_weight>0`. Parameters (one einsum over the "expert" axis for all experts):
 
@@ -36,7 +36,7 @@ def _static_int(k):
 
 
 class MoEFeedForward(nn.Module):
-    """y = Σ_{e ∈ topk} softmax(r(x)_topk)_e · Expert_e(x)  (methods.md §3.1)."""
+    """y = Σ_{e ∈ topk} softmax(r(x)_topk)_e · Expert_e(x)  (Chen et al. 2023, arXiv 2303.01610)."""
 
     cfg: ModelConfig
 

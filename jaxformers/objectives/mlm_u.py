@@ -2,7 +2,7 @@
 
     L = -E_{mu ~ U} log P(m_mu X | m_mu^C X)
 
-As the authors code it (methods.md §5.2, recipe/models/past.py `get_mask` mode "absorbing"): per
+As the authors code it (Nolte et al. 2024, recipe/models/past.py `get_mask` mode "absorbing"): per
 sequence one rate r ~ U(0, 1); each token of the prediction region (the path) stays visible iff
 u_i < r with u_i ~ U(0, 1); the prefix (maze, origin, target, <PATH_START>) is always visible and
 never predicted; padding is neither. Masked tokens are not replaced by a [MASK] embedding: they are

@@ -17,7 +17,7 @@ from jaxformers.registry import lookup
 
 OBJECTIVES = {
     "next_token": next_token_loss,
-    "mlm_u": mlm_u_objective,  # Kitouni et al. 2024
+    "mlm_u": mlm_u_objective,  # Nolte et al. 2024, arXiv 2412.05117
     "icl_regression": icl_regression_loss,
 }
 

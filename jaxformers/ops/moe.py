@@ -1,11 +1,11 @@
 """Sparse mixture-of-experts feed-forward math: routers, top-k combination, k schedule, dispatch.
 
 SMoE-Dropout: Chen et al., "Sparse MoE as the New Dropout: Scaling Dense and Self-Slimmable
-Transformers" (ICLR 2023, arXiv 2303.01610); implementable facts in `shared/papers/methods.md` §3.
+Transformers" (ICLR 2023, arXiv 2303.01610).
 Learned-router baseline and its balancing loss: Fedus et al., "Switch Transformers" (JMLR 2022,
 §2.1-2.2 eq. 4) and Lepikhin et al., "GShard" (ICLR 2021, §2.2 capacity and dispatch order).
 
-A dense FFN of width H becomes N experts of width H/N (methods.md §3.1 "Modularisation"):
+A dense FFN of width H becomes N experts of width H/N (Chen et al. 2023, arXiv 2303.01610 "Modularisation"):
 
     Expert_e(x) = act(x W1_e + b1_e) W2_e + b2_e
     y = Σ_{e ∈ topk(r(x))} softmax(r(x)_topk)_e · Expert_e(x)                (§3.1 "Combination")
@@ -45,7 +45,7 @@ GATES = ("topk_softmax", "softmax")
 # Routers ---------------------------------------------------------------------------------------
 def random_router_init(key: jax.Array, embed_dim: int, num_experts: int, dtype=jnp.float32):
     """PyTorch `nn.Linear(d, N)` default init, U(-1/sqrt(d), 1/sqrt(d)) for kernel and bias: the
-    released code's router (methods.md §3.1 "Router"), frozen in SMoE-Dropout.
+    released code's router (Chen et al. 2023, arXiv 2303.01610 "Router"), frozen in SMoE-Dropout.
 
     -> (kernel [d, N], bias [N])
     """
@@ -82,7 +82,7 @@ def topk_mask(logits: jax.Array, k) -> jax.Array:
 
 def topk_softmax_combine(logits: jax.Array, k) -> jax.Array:
     """Combination weights [..., N]: softmax over the k largest logits only, 0 elsewhere
-    (methods.md §3.1 "Combination"). They sum to 1 for every token. k may be a traced scalar."""
+    (Chen et al. 2023 "Combination"). They sum to 1 for every token. k may be a traced scalar."""
     logits = logits.astype(jnp.float32)
     masked = jnp.where(topk_mask(logits, k), logits, -jnp.inf)
     return jax.nn.softmax(masked, axis=-1)
@@ -100,7 +100,7 @@ def combine_weights(logits: jax.Array, k, gate: str = "topk_softmax") -> jax.Arr
 
 
 def k_schedule(step, total_steps: int, k_min: int, k_max: int, mode: str = "linear") -> jax.Array:
-    """Number of active experts at training step t (methods.md §3.2, `calculate_gate_number`).
+    """Number of active experts at training step t (Chen et al. 2023, `calculate_gate_number`).
 
     linear:          k(t) = clip(round((k_max - k_min) · t / T) + k_min, k_min, k_max)
     linear_decrease: k(t) = clip(k_max - round((k_max - k_min) · t / T), k_min, k_max)

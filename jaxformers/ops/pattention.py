@@ -1,7 +1,7 @@
 """Pattention: attention from input tokens to learnable parameter tokens (TokenFormer).
 
 Paper: Wang et al., "TokenFormer: Rethinking Transformer Scaling with Tokenized Model Parameters"
-(ICLR 2025, arXiv 2410.23168); implementable facts in `shared/papers/methods.md` §1.
+(ICLR 2025, arXiv 2410.23168).
 
     Pattention(X, K_P, V_P) = Θ(X K_P^T) V_P                                   (paper eq. 4)
 
@@ -36,11 +36,11 @@ def default_tau(norm: str, num_tokens: int) -> float:
 
 
 def value_init_std(num_layers: int, embed_dim: int) -> float:
-    """`wang_init` std of the value tokens: 2 / (L sqrt(d)) (methods.md §1.3)."""
+    """`wang_init` std of the value tokens: 2 / (L sqrt(d)) (Wang et al. 2025)."""
     return 2.0 / (num_layers * embed_dim**0.5)
 
 
-KEY_INIT_STD = 0.02  # `init_method: normal` of the key tokens (methods.md §1.3)
+KEY_INIT_STD = 0.02  # `init_method: normal` of the key tokens (Wang et al. 2025)
 
 
 def _check_norm(norm):

@@ -1,4 +1,4 @@
-"""Our mazes against maze-dataset 1.4.2, the package the MLM-U paper trains on (methods.md §5.6).
+"""Our mazes against maze-dataset 1.4.2, the package the MLM-U paper trains on (Nolte et al. 2024).
 
 The reference mazes are in fixtures/maze_dataset_fixture.json, written by
 fixtures/make_maze_dataset_fixture.py (the package itself is too heavy to install for the tests).

@@ -1,4 +1,4 @@
-"""Claims about greedy maze decoding and the "maze_navigation" evaluator (methods.md §5.4)."""
+"""Claims about greedy maze decoding and the "maze_navigation" evaluator (Nolte et al. 2024)."""
 
 import flax.linen as nn
 import jax

@@ -1,4 +1,4 @@
-"""Claims about the DFS maze data (methods.md §5.1): spanning trees, unique valid paths,
+"""Claims about the DFS maze data (Nolte et al. 2024, arXiv 2412.05117): spanning trees, unique valid paths,
 token round trips, determinism, disjoint splits, and the batch layout of both objectives."""
 
 import numpy as np

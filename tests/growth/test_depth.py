@@ -1,4 +1,4 @@
-"""Depth growth (methods.md §2.6 unit tests): G_stack copies, G_zero preserves the function."""
+"""Depth growth (Du et al. 2024, arXiv 2405.15319): G_stack copies, G_zero preserves the function."""
 
 import chex
 import jax

@@ -9,7 +9,7 @@ from jaxformers.growth import guidelines as gl
 
 
 @pytest.mark.parametrize(
-    "params,tokens,want_billions",  # methods.md §2.3: Table 4 with C = 6 N D
+    "params,tokens,want_billions",  # Du et al. 2024, arXiv 2405.15319: Table 4 with C = 6 N D
     [(8e9, 15e12, 6.58), (7e9, 2e12, 11.11), (13e9, 2e12, 15.84), (70e9, 2e12, 42.48)],
 )
 def test_growth_tokens_reproduce_table_4(params, tokens, want_billions):

@@ -1,4 +1,4 @@
-"""TokenFormer growth (methods.md §1.4, §1.6): zero keys + frozen τ preserve the model exactly."""
+"""TokenFormer growth (Wang et al. 2025): zero keys + frozen τ preserve the model exactly."""
 
 import flax.linen as nn
 import jax

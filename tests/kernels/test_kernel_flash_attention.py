@@ -156,7 +156,7 @@ def test_bad_shapes_and_dtypes_raise_before_tracing():
 
 def test_runs_per_shard_under_shard_map_for_multi_device_meshes():
     """Pallas calls carry no sharding rule, so on a mesh the kernel runs per shard inside
-    jax.shard_map (check_vma=False, jax_platform_notes §4); values and gradients still match."""
+    jax.shard_map (check_vma=False, no GSPMD rule for a pallas_call); values and gradients still match."""
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
 

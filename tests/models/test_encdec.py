@@ -1,4 +1,4 @@
-"""Claims about the MLM-U encoder-decoder (methods.md §5.3)."""
+"""Claims about the MLM-U encoder-decoder (Nolte et al. 2024, arXiv 2412.05117)."""
 
 import jax
 import jax.numpy as jnp

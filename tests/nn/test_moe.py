@@ -1,4 +1,4 @@
-"""nn.moe: the MoE FFN layer in a decoder (methods.md §3.5 tests 1 and 3, dispatch == masked).
+"""nn.moe: the MoE FFN layer in a decoder (Chen et al. 2023, arXiv 2303.01610; dispatch == masked).
 
 Float32 layers that compute the same sums in another order (split dense FFN vs batched experts,
 gather/scatter vs mask) agree to ~1e-6 on O(1) activations; 1e-5 leaves room.

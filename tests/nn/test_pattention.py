@@ -24,7 +24,7 @@ def _ctx(batch=2, length=8):
 
 
 def test_ffn_equals_two_layer_mlp_with_theta():
-    """FFN(x) = Θ(x W1) W2 with W1 = K_P^T and W2 = V_P (methods.md §1.2): the same function
+    """FFN(x) = Θ(x W1) W2 with W1 = K_P^T and W2 = V_P (Wang et al. 2025): the same function
     as a 2-layer MLP whose nonlinearity is Θ. float32, 1e-6: the same two matmuls."""
     cfg = model_config_from(TOKENFORMER)
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 32))

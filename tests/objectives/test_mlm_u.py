@@ -1,4 +1,4 @@
-"""Claims about the MLM-U mask and loss (methods.md §5.2; Nolte et al. 2024 §3 eq. 2)."""
+"""Claims about the MLM-U mask and loss (Nolte et al. 2024 §3 eq. 2)."""
 
 import jax
 import jax.numpy as jnp

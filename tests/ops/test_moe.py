@@ -1,4 +1,4 @@
-"""ops.moe: the SMoE-Dropout identities (methods.md §3.5) and dispatch == masked.
+"""ops.moe: the SMoE-Dropout identities (Chen et al. 2023, arXiv 2303.01610) and dispatch == masked.
 
 Algebraic identities run in float64 (agreement to ~1e-15, checked at 1e-10). The dispatch and
 masked paths compute the same products in a different order; in float64 they agree to ~1e-15.
@@ -36,7 +36,7 @@ def test_k_equals_n_with_equal_logits_equals_the_dense_ffn_it_was_split_from():
         np.testing.assert_allclose(weights, 1.0 / N, atol=1e-15)
         y = moe.moe_masked(x, weights.astype(x.dtype), *experts)
         np.testing.assert_allclose(y, dense, atol=1e-10)
-        # Raw chunks (methods.md §3.5 test 1): the uniform average is the dense FFN / N.
+        # Raw chunks (Chen et al. 2023): the uniform average is the dense FFN / N.
         raw = moe.split_ffn_into_experts(w1, b1, w2, b2, N, preserve_function=False)
         np.testing.assert_allclose(moe.moe_masked(x, weights, *raw), dense / N, atol=1e-10)
 

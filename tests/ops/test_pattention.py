@@ -88,7 +88,7 @@ def test_l2_norm_gelu_jacobian_matches_the_closed_form():
 
 
 def test_zero_keys_give_zero_output_and_finite_gradients():
-    """All-zero scores: the eps in the squared norm keeps Θ smooth (methods.md §1.4)."""
+    """All-zero scores: the eps in the squared norm keeps Θ smooth (Wang et al. 2025)."""
     x, keys, values = _inputs()
     zero = jnp.zeros_like(keys)
     out = pattention(x, zero, values)
@@ -100,7 +100,7 @@ def test_zero_keys_give_zero_output_and_finite_gradients():
 @pytest.mark.parametrize("norm", ["l2_norm_gelu", "gelu_l2_norm"])
 def test_zero_key_tokens_preserve_output_only_with_frozen_tau(norm):
     """Appending m tokens with zero keys: same output with τ = sqrt(n) frozen; different with
-    τ = sqrt(n + m) (the caveat of methods.md §1.4). Tolerance 1e-6 relative: float32
+    τ = sqrt(n + m) (the caveat of Wang et al. 2025). Tolerance 1e-6 relative: float32
     reassociation of the 16- vs 64-term sums moves outputs of size ~4 by a few ulp."""
     x, keys, values = _inputs(n=16)
     new_values = jax.random.normal(jax.random.PRNGKey(9), (48, 12))

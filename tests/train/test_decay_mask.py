@@ -28,8 +28,8 @@ except ImportError:  # before the issue-18 move of the model config
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
 # One config per kind of parameter tree: dense decoder, TokenFormer, learned MoE (biases, router),
 # SMoE-Dropout (frozen router), MoT with QK norms, GLA, MLM-U encoder-decoder, ICL LSA.
-FAMILIES = ("default", "tokenformer", "smoe_dropout:variant=learned", "smoe_dropout", "mot", "gla_lm", "maze_mlmu",
-            "icl_lsa")
+FAMILIES = ("default", "tokenformer", "smoe_dropout:variant=learned", "smoe_dropout", "mot", "gla_lm",
+            "maze_mlmu", "icl_lsa")
 
 
 def _boxed_variables(name):
