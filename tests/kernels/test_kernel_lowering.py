@@ -4,8 +4,8 @@ Interpret mode accepts kernels that Mosaic (TPU) or Triton (GPU) reject: a cumsu
 kernel, value slices under Triton, blocks not aligned to (8, 128). Here every kernel, forward and
 backward, is lowered at production shapes (head dim 128, T = 2048, bfloat16) under an abstract
 TPU v5e / H100 device with `jax.jit(f).trace(...).lower(lowering_platforms=...)`. This checks the Pallas-level
-lowering (each kernel becomes one `tpu_custom_call` / Triton custom call); the final Mosaic/PTX compilation runs only on
-the device, so it is a strong smoke test, not a guarantee.
+lowering (each kernel becomes one `tpu_custom_call` / Triton custom call); the final Mosaic/PTX
+compilation runs only on the device, so it is a strong smoke test, not a guarantee.
 """
 
 import jax
