@@ -1,4 +1,5 @@
-"""Softmax attention reference (Vaswani et al. 2017, eq. 1) with GQA, causal and segment masks.
+"""Softmax attention reference (Vaswani et al. 2017, eq. 1) with GQA, causal and segment masks,
+and the clipped softmax of Bondarenko et al. 2023 (arXiv 2306.12929, eq. 4.1).
 
 This is the oracle for `nn.attention` and `kernels.flash_attention`. Layout: [batch, time, heads,
 head_dim]. Scores and softmax run in float32 whatever the input dtype.
@@ -41,6 +42,23 @@ def attention_mask(
     return None if mask is None else mask[:, None]
 
 
+def clipped_softmax(logits: jax.Array, *, gamma: float, zeta: float, axis: int = -1) -> jax.Array:
+    """clip((zeta - gamma) * softmax(x) + gamma, 0, 1)  (Bondarenko, Nagel & Blankevoort 2023,
+    "Quantizable Transformers", arXiv 2306.12929, §4.1 eq. 4.1).
+
+    gamma <= 0 and zeta >= 1 let a row reach exact zeros (and ones) with finite logits, so a head
+    can "do nothing" without pushing its logits (and the residual stream) to extremes. Rows need
+    not sum to 1. gamma=0, zeta=1 is plain softmax. Computed in float32 (float64 if given).
+    """
+    if gamma > 0 or zeta < 1:
+        raise ValueError(f"clipped_softmax needs gamma <= 0 and zeta >= 1; got gamma={gamma}, zeta={zeta}")
+    logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
+    probs = jax.nn.softmax(logits, axis=axis)
+    if gamma == 0 and zeta == 1:
+        return probs
+    return jnp.clip((zeta - gamma) * probs + gamma, 0.0, 1.0)
+
+
 def dot_product_attention(
     q: jax.Array,
     k: jax.Array,
@@ -51,8 +69,13 @@ def dot_product_attention(
     kv_segment_ids: jax.Array | None = None,
     mask: jax.Array | None = None,
     scale: float | None = None,
+    gamma: float = 0.0,
+    zeta: float = 1.0,
 ) -> jax.Array:
     """softmax(q k^T * scale + mask) v  (Attention Is All You Need, eq. 1), grouped-query heads.
+
+    gamma, zeta: the clipped softmax (`clipped_softmax`, eq. 4.1) in place of softmax; the
+    defaults (0, 1) are plain softmax.
 
     q: [B, Tq, H, D]; k, v: [B, Tk, K, D] with H % K == 0 (GQA, Ainslie et al. 2023 §2);
     segment_ids: [B, Tq] (and kv_segment_ids [B, Tk], default the same); mask: optional extra
@@ -82,7 +105,7 @@ def dot_product_attention(
         full_mask = mask if full_mask is None else full_mask & mask
     if full_mask is not None:
         scores = jnp.where(full_mask[:, :, None], scores, _MASK_VALUE)
-    probs = jax.nn.softmax(scores, axis=-1)
+    probs = clipped_softmax(scores, gamma=gamma, zeta=zeta, axis=-1)
     if full_mask is not None:
         probs = jnp.where(full_mask[:, :, None], probs, 0.0)
     out = jnp.einsum("bkgts,bskd->btkgd", probs.astype(v.dtype), v)
