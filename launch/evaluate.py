@@ -15,6 +15,8 @@ import math
 
 from absl import app, flags, logging
 
+from jaxformers.errors import run_main
+
 flags.DEFINE_string("workdir", None, "Workdir holding the checkpoint.")
 flags.DEFINE_integer("step", -1, "Checkpoint step (-1: the latest).")
 flags.DEFINE_list("active_experts", [], "MoE k values to evaluate at (one row each).")
@@ -56,4 +58,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_main(main)

@@ -14,12 +14,12 @@ Same result as training with --config.init_from.workdir/transform, but inspectab
 """
 
 import json
-import sys
 
 from absl import app, flags
-from ml_collections import config_flags
 
-config_flags.DEFINE_config_file("config", None, "Target experiment config file[:preset].")
+from jaxformers.errors import config_file_flag, run_main
+
+config_file_flag("config", None, "Target experiment config file[:preset].")
 flags.DEFINE_string("source", None, "Workdir of the checkpoint to grow.")
 flags.DEFINE_integer("source_step", -1, "Checkpoint step to grow (-1: the latest).")
 flags.DEFINE_string("transform", None, "Registered transform (default: config.init_from.transform).")
@@ -39,7 +39,7 @@ def main(argv):
         r = grow_checkpoint(fl.config, fl.source, fl.workdir, source_step=fl.source_step,
                             transform=fl.transform, options=json.loads(fl.options))
     except GrowthError as e:
-        sys.exit(f"cannot grow {fl.source} into the target config: {e}")
+        raise GrowthError(f"cannot grow {fl.source} into the target config: {e}") from None
     before, after = r["parameters_before"], r["parameters_after"]
     print(f"source: {fl.source} step {r['source_step']}, {r['source_layers']} layers, "
           f"{before:,} parameters")
@@ -56,4 +56,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_main(main)

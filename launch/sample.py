@@ -4,7 +4,9 @@
 """
 
 
-from absl import app, flags
+from absl import flags
+
+from jaxformers.errors import run_main
 
 flags.DEFINE_string("workdir", "runs/default", "Workdir holding the checkpoint.")
 flags.DEFINE_integer("step", -1, "Checkpoint step (-1 = latest).")
@@ -50,4 +52,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_main(main)

@@ -11,10 +11,11 @@ import os
 import sys
 
 from absl import app, flags, logging
-from ml_collections import config_flags
+
+from jaxformers.errors import config_file_flag, run_main
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "default.py")
-config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Experiment config file[:preset].")
+config_file_flag("config", _DEFAULT_CONFIG, "Experiment config file[:preset].")
 flags.DEFINE_string("workdir", "runs/default", "Checkpoints, metrics.jsonl and TensorBoard logs.")
 
 
@@ -44,4 +45,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_main(main)

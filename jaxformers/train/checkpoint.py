@@ -28,12 +28,14 @@ import orbax.checkpoint as ocp
 
 from jaxformers.errors import UserError, one_line
 
-# Config fields a resumed run may change: the schedule's length, logging, evaluation, the device
-# layout (restores reshard) and kernel implementations, none of which changes a stored array.
+# Config fields a resumed run may change: the schedule's length and the optimizer's
+# hyperparameters, logging, evaluation, the device layout (restores reshard) and kernel
+# implementations, none of which changes what a stored array means.
 ALLOWED_ON_RESUME = (
-    "num_steps", "eval_every", "eval_batches", "log_every", "checkpoint_every", "keep_checkpoints",
-    "progress_bar", "profile_steps", "peak_flops", "evaluators", "mesh.*", "sharding_rules",
-    "init_from.*", "data.eval_*", "model.remat", "model.*impl", "model.*dispatch",
+    "num_steps", "learning_rate", "min_learning_rate_ratio", "warmup_steps", "weight_decay",
+    "adam_b1", "adam_b2", "grad_clip", "eval_every", "eval_batches", "log_every", "checkpoint_every",
+    "keep_checkpoints", "progress_bar", "profile_steps", "peak_flops", "evaluators", "mesh.*",
+    "sharding_rules", "init_from.*", "data.eval_*", "model.remat", "model.*impl", "model.*dispatch",
     "model.weight_grad_matmul", "model.layer_loop",  # CPU fast paths: same parameters either way
 )
 DAMAGED_DIR = "damaged_checkpoints"

@@ -8,6 +8,7 @@ change), e.g. `{"model.moe.k": 2, "model.moe.k_schedule": "fixed"}` for SMoE-Dro
 
 import json
 
+from jaxformers.errors import UserError
 from jaxformers.train import checkpoint as ckpt
 from jaxformers.train.experiment import Experiment
 
@@ -27,7 +28,7 @@ def parse_overrides(items: list[str]) -> dict:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"--override={item!r} must be key=value")
+            raise UserError(f"--override={item!r} must be key=value")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:

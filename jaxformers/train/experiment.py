@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxformers.config import model_config_from
+from jaxformers.config import ConfigError, model_config_from
 from jaxformers.data.registry import get_dataset_builder
 from jaxformers.models.registry import build_model
 from jaxformers.objectives.registry import get_objective
@@ -57,12 +57,12 @@ class Experiment:
         self.mesh = mesh_lib.make_mesh(config.mesh, devices)
         data_parallel = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
         if config.batch_size % data_parallel:
-            raise ValueError(
+            raise ConfigError(
                 f"config.batch_size={config.batch_size} is not divisible by the data-parallel "
                 f"mesh size data*fsdp={data_parallel}"
             )
         if config.batch_size % jax.process_count():
-            raise ValueError(
+            raise ConfigError(
                 f"config.batch_size={config.batch_size} is not divisible by the "
                 f"{jax.process_count()} processes"
             )
@@ -211,7 +211,7 @@ class Experiment:
                 totals[k] = totals.get(k, 0.0) + float(v)
             count += 1
         if count == 0:
-            raise ValueError("the validation split yielded no batch; lower config.batch_size")
+            raise ConfigError("the validation split yielded no batch; lower config.batch_size")
         results = {k: v / count for k, v in totals.items()}
         for name in self.config.evaluators:
             results.update(get_evaluator(name)(self.model, variables, self.config))

@@ -15,6 +15,7 @@ from jaxformers.models.registry import build_model
 from jaxformers.train import checkpoint as ckpt
 from jaxformers.train.experiment import Experiment
 from jaxformers.train.startup import grow_from_checkpoint
+from jaxformers.train.workdir import WorkdirError
 
 FUNCTION_PRESERVING = ("g_zero", "identity", "tokenformer_grow")
 
@@ -45,7 +46,7 @@ def grow_checkpoint(config, source: str, workdir: str, *, source_step: int = -1,
     cannot produce the target, ValueError when `workdir` already has checkpoints.
     """
     if ckpt.latest_step(workdir) is not None:
-        raise ValueError(f"--workdir={workdir} already has checkpoints; pick a new one")
+        raise WorkdirError(f"--workdir={workdir} already has checkpoints; pick a new one")
     transform = transform or config.init_from.transform
     options = options or dict(config.init_from.options)
     exp = Experiment(config, workdir)

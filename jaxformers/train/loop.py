@@ -17,6 +17,7 @@ import numpy as np
 
 from jaxformers.errors import UserError
 from jaxformers.train import checkpoint as ckpt
+from jaxformers.train import workdir as workdir_lib
 from jaxformers.train.experiment import Experiment, measure_peak_flops
 from jaxformers.train.metrics import MetricsWriter
 from jaxformers.train.startup import initial_state
@@ -50,7 +51,13 @@ def train_and_evaluate(config, workdir: str, devices=None, stop_at_step: int | N
     devices: the devices to build the mesh over (default: all, across every process).
     stop_at_step: checkpoint and return after this step (the schedule still spans num_steps), so a
     notebook or test can train in pieces; rerunning continues exactly where it stopped.
+    One run per workdir: a second one refuses while this one holds `<workdir>/lock`.
     """
+    with workdir_lib.locked(workdir):
+        return _train(config, workdir, devices, stop_at_step)
+
+
+def _train(config, workdir: str, devices, stop_at_step: int | None) -> dict:
     exp = Experiment(config, workdir, devices)
     os.makedirs(workdir, exist_ok=True)
     manager = None

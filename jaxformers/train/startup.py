@@ -44,10 +44,10 @@ def grow_from_checkpoint(exp: Experiment, source_workdir: str, *, source_step: i
 def initial_state(exp: Experiment, manager, workdir: str):
     """Resume > init_from > fresh. Returns (state, data_state or None)."""
     config = exp.config
-    if manager is not None and manager.latest_step() is not None:
-        step = manager.latest_step()
-        logging.info("resuming from %s step %d", workdir, step)
-        return ckpt.restore_state(manager, step, exp.abstract_state, exp.state_shardings)
+    if manager is not None:  # refuses a changed config; skips (and keeps aside) a damaged step
+        restored = ckpt.restore_latest(manager, workdir, config, exp.abstract_state, exp.state_shardings)
+        if restored is not None:
+            return restored
     if config.init_from.workdir:
         variables, _, _, source_step = grow_from_checkpoint(
             exp, config.init_from.workdir, source_step=config.init_from.step,
