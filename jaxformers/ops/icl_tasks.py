@@ -1,0 +1,110 @@
+"""Pure samplers of in-context function-learning prompts: xs [B, n, d], ys [B, n].
+
+Every prompt draws its own function f and n inputs; ys = f(xs). Classes follow Garg, Tsipras,
+Liang & Valiant 2022 (arXiv 2208.01066, §3 and App. A.1: linear, sparse linear, 2-layer ReLU nets;
+x ~ N(0, I)) and Bhattamishra, Patel, Blunsom & Kanade 2024 (arXiv 2310.03016, §3: conjunctions,
+sparse parities; x uniform on {±1}^d, y ∈ {±1}).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def check_covariance(covariance, d: int, field: str = "covariance") -> np.ndarray:
+    """None, a [d] diagonal or a [d, d] matrix -> the symmetric positive-definite [d, d] matrix."""
+    if covariance is None:
+        return np.eye(d)
+    c = np.asarray(covariance, np.float64)
+    if c.shape == (d,):
+        c = np.diag(c)
+    if c.shape != (d, d):
+        raise ValueError(f"{field} must be a [d={d}] diagonal or a [d, d] matrix; got shape {c.shape}")
+    if not np.allclose(c, c.T) or np.linalg.eigvalsh(c).min() <= 0:
+        raise ValueError(f"{field} must be symmetric positive definite; smallest eigenvalue "
+                         f"{np.linalg.eigvalsh((c + c.T) / 2).min():.3g}")
+    return c
+
+
+def gaussian_inputs(rng, batch: int, n: int, d: int, covariance=None, dtype=jnp.float32):
+    """x ~ N(0, Σ) (Σ = I by default): [B, n, d]."""
+    x = jax.random.normal(rng, (batch, n, d), dtype)
+    if covariance is None:
+        return x
+    chol = np.linalg.cholesky(check_covariance(covariance, d))
+    return x @ jnp.asarray(chol.T, dtype)
+
+
+def linear(rng, batch: int, n: int, d: int, *, covariance=None, noise_std: float = 0.0,
+           w_scale: float = 1.0, dtype=jnp.float32):
+    """y = w·x + σε, w ~ N(0, τ² I), x ~ N(0, Σ) (Garg et al. 2022 §3; noise: Akyürek et al. 2023 §2)."""
+    kx, kw, ke = jax.random.split(rng, 3)
+    x = gaussian_inputs(kx, batch, n, d, covariance, dtype)
+    w = w_scale * jax.random.normal(kw, (batch, d), dtype)
+    y = jnp.einsum("bnd,bd->bn", x, w) + noise_std * jax.random.normal(ke, (batch, n), dtype)
+    return x, y
+
+
+def sparse_linear(rng, batch: int, n: int, d: int, *, k: int = 3, dtype=jnp.float32):
+    """y = w·x with w ~ N(0, I) and all but k uniformly chosen coordinates zeroed (Garg et al. §3)."""
+    if not 1 <= k <= d:
+        raise ValueError(f"sparsity k={k} must satisfy 1 <= k <= d={d}")
+    kx, kw, ks = jax.random.split(rng, 3)
+    x = gaussian_inputs(kx, batch, n, d, None, dtype)
+    ranks = jnp.argsort(jnp.argsort(jax.random.uniform(ks, (batch, d)), axis=-1), axis=-1)
+    w = jnp.where(ranks < k, jax.random.normal(kw, (batch, d), dtype), 0.0)
+    return x, jnp.einsum("bnd,bd->bn", x, w)
+
+
+def relu_net(rng, batch: int, n: int, d: int, *, hidden: int = 100, dtype=jnp.float32):
+    """y = sqrt(2/h) Σ_r v_r ReLU(w_r·x), W ~ N(0, 1) [d, h], v ~ N(0, 1) [h] (Garg et al. §3)."""
+    kx, k1, k2 = jax.random.split(rng, 3)
+    x = gaussian_inputs(kx, batch, n, d, None, dtype)
+    w1 = jax.random.normal(k1, (batch, d, hidden), dtype)
+    w2 = jax.random.normal(k2, (batch, hidden), dtype)
+    h = jax.nn.relu(jnp.einsum("bnd,bdh->bnh", x, w1))
+    return x, jnp.sqrt(2.0 / hidden) * jnp.einsum("bnh,bh->bn", h, w2)
+
+
+def _signs(rng, shape, dtype):
+    return jnp.where(jax.random.bernoulli(rng, 0.5, shape), 1.0, -1.0).astype(dtype)
+
+
+def conjunction(rng, batch: int, n: int, d: int, *, p_literal: float = 0.15,
+                p_force: float = 0.3, dtype=jnp.float32):
+    """Boolean conjunction over x ∈ {±1}^d: each coordinate is a positive / negative literal with
+    probability p_literal each (w_j ∈ {+1, -1, 0}); y = sign(x·w - (||w||₁ - 1)) = +1 iff every
+    literal holds. A fraction p_force of inputs is set to satisfy it, to balance labels
+    (Bhattamishra et al. 2024 §3 and App.; their code's 0.15 / 0.3)."""
+    kx, kw, kf = jax.random.split(rng, 3)
+    x = _signs(kx, (batch, n, d), dtype)
+    u = jax.random.uniform(kw, (batch, d))
+    w = jnp.where(u < p_literal, 1.0, jnp.where(u < 2 * p_literal, -1.0, 0.0)).astype(dtype)
+    force = jax.random.bernoulli(kf, p_force, (batch, n))[..., None] & (w[:, None] != 0)
+    x = jnp.where(force, jnp.broadcast_to(w[:, None], x.shape), x)
+    score = jnp.einsum("bnd,bd->bn", x, w) - (jnp.sum(jnp.abs(w), -1, keepdims=True) - 1)
+    return x, jnp.where(score > 0, 1.0, -1.0).astype(dtype)
+
+
+def sparse_parity(rng, batch: int, n: int, d: int, *, k: int = 2, dtype=jnp.float32):
+    """y = Π_{j∈S} x_j over a uniform k-subset S, x ∈ {±1}^d (Bhattamishra et al. 2024 §3)."""
+    if not 1 <= k <= d:
+        raise ValueError(f"sparsity k={k} must satisfy 1 <= k <= d={d}")
+    kx, ks = jax.random.split(rng)
+    x = _signs(kx, (batch, n, d), dtype)
+    ranks = jnp.argsort(jnp.argsort(jax.random.uniform(ks, (batch, d)), axis=-1), axis=-1)
+    y = jnp.prod(jnp.where((ranks < k)[:, None], x, 1.0), axis=-1)
+    return x, y
+
+
+TASKS = {
+    "linear": linear,
+    "sparse_linear": sparse_linear,
+    "relu_net": relu_net,
+    "conjunction": conjunction,
+    "sparse_parity": sparse_parity,
+}
+
+# E y² under each class (Garg et al.'s normaliser for the error curve): d, k, ~d, 1, 1.
+def error_scale(task: str, d: int, k: int = 3, w_scale: float = 1.0) -> float:
+    return {"linear": d * w_scale**2, "sparse_linear": k, "relu_net": d}.get(task, 1.0)

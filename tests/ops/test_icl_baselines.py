@@ -1,0 +1,111 @@
+"""ICL baselines against numpy definitions in float64; task samplers' statistics."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxformers.ops import icl_baselines as B
+from jaxformers.ops import icl_tasks as T
+
+
+@pytest.fixture(autouse=True)
+def _x64():
+    with jax.enable_x64(True):
+        yield
+
+
+def _prompts(b=3, n=9, d=5, seed=0):
+    rng = np.random.default_rng(seed)
+    xs = rng.standard_normal((b, n, d))
+    ys = xs @ rng.standard_normal(d) + 0.3 * rng.standard_normal((b, n))
+    return xs, ys
+
+
+def test_ols_equals_numpy_minimum_norm_lstsq_at_every_prefix():
+    xs, ys = _prompts()
+    pred = np.asarray(B.ols_predict(jnp.asarray(xs), jnp.asarray(ys)))
+    for b in range(xs.shape[0]):
+        assert pred[b, 0] == 0.0
+        for i in range(1, xs.shape[1]):
+            w = np.linalg.lstsq(xs[b, :i], ys[b, :i], rcond=None)[0]  # minimum norm for i < d
+            np.testing.assert_allclose(pred[b, i], xs[b, i] @ w, rtol=1e-9, atol=1e-9)
+
+
+def test_ridge_solves_its_normal_equations():
+    xs, ys = _prompts()
+    lam = 0.7
+    w = np.asarray(B.ridge_weights(jnp.asarray(xs), jnp.asarray(ys), lam))
+    for b in range(xs.shape[0]):
+        for i in range(xs.shape[1]):
+            x, y = xs[b, :i], ys[b, :i]
+            np.testing.assert_allclose((x.T @ x + lam * np.eye(5)) @ w[b, i], x.T @ y, atol=1e-10)
+
+
+@pytest.mark.parametrize("lam", [0.01, 0.3])
+def test_lasso_satisfies_kkt_conditions(lam):
+    xs, ys = _prompts(n=12)
+    w = np.asarray(B.lasso_weights(jnp.asarray(xs), jnp.asarray(ys), lam, iters=3000))
+    for b in range(xs.shape[0]):
+        for i in range(1, xs.shape[1]):
+            x, y = xs[b, :i], ys[b, :i]
+            g = x.T @ (y - x @ w[b, i]) / i  # subgradient condition: g_j ∈ λ ∂|w_j|
+            active = np.abs(w[b, i]) > 1e-8
+            np.testing.assert_allclose(g[active], lam * np.sign(w[b, i][active]), atol=1e-5)
+            assert np.all(np.abs(g[~active]) <= lam + 1e-5)
+
+
+def test_knn_and_averaging_match_their_definitions():
+    xs, ys = _prompts()
+    knn = np.asarray(B.knn_predict(jnp.asarray(xs), jnp.asarray(ys), 3))
+    avg = np.asarray(B.averaging_predict(jnp.asarray(xs), jnp.asarray(ys)))
+    for b in range(xs.shape[0]):
+        for i in range(1, xs.shape[1]):
+            dist = np.sum((xs[b, :i] - xs[b, i]) ** 2, -1)
+            near = np.argsort(dist)[: min(3, i)]
+            np.testing.assert_allclose(knn[b, i], ys[b, near].mean(), rtol=1e-12)
+            w = (ys[b, :i, None] * xs[b, :i]).mean(0)
+            np.testing.assert_allclose(avg[b, i], xs[b, i] @ w, rtol=1e-10)
+    assert np.all(knn[:, 0] == 0) and np.all(avg[:, 0] == 0)
+
+
+def test_noiseless_ols_error_is_zero_once_prefix_reaches_d():
+    xs, ys = T.linear(jax.random.key(0), 64, 12, 5, dtype=jnp.float64)
+    curve = np.asarray(B.squared_error_curve(B.ols_predict(xs, ys), ys, 5.0))
+    assert np.all(curve[5:] < 1e-12) and curve[4] > 0.05
+
+
+def test_linear_sampler_covariance_and_noise():
+    cov = np.array([[2.0, 0.5, 0.0], [0.5, 1.0, 0.0], [0.0, 0.0, 0.25]])
+    xs, ys = T.linear(jax.random.key(1), 8000, 10, 3, covariance=cov, noise_std=0.5,
+                      dtype=jnp.float64)
+    flat = np.asarray(xs).reshape(-1, 3)
+    np.testing.assert_allclose(np.cov(flat.T), cov, atol=0.02)
+    np.testing.assert_allclose(np.mean(np.asarray(ys) ** 2), np.trace(cov) + 0.25, rtol=0.04)
+
+
+def test_sparse_linear_has_k_active_coordinates_and_power_k():
+    xs, ys = T.sparse_linear(jax.random.key(2), 2000, 40, 8, k=3, dtype=jnp.float64)
+    np.testing.assert_allclose(np.mean(np.asarray(ys) ** 2), 3.0, rtol=0.06)
+    w = np.asarray(B.ols_weights(xs[:5, :20], ys[:5, :20]))[:, -1]  # exact recovery, n > d
+    assert np.all(np.sum(np.abs(w) > 1e-8, axis=-1) == 3)
+
+
+def test_relu_net_power_is_about_d_and_boolean_labels():
+    _, ys = T.relu_net(jax.random.key(3), 1000, 10, 6, dtype=jnp.float64)
+    np.testing.assert_allclose(np.mean(np.asarray(ys) ** 2), 6.0, rtol=0.1)
+    xs, yc = T.conjunction(jax.random.key(4), 500, 40, 10, dtype=jnp.float64)
+    assert set(np.unique(np.asarray(xs))) == {-1.0, 1.0} and set(np.unique(np.asarray(yc))) <= {-1.0, 1.0}
+    assert 0.3 < np.mean(np.asarray(yc) > 0) < 0.7  # forced satisfying examples balance labels
+    xs, yp = T.sparse_parity(jax.random.key(5), 500, 40, 10, k=2, dtype=jnp.float64)
+    assert abs(np.mean(np.asarray(yp))) < 0.03
+    # y is the product of exactly two coordinates: some pair of columns reproduces it
+    x0, y0 = np.asarray(xs[0]), np.asarray(yp[0])
+    assert any(np.all(x0[:, a] * x0[:, c] == y0) for a in range(10) for c in range(a + 1, 10))
+
+
+def test_bad_inputs_are_one_line_errors():
+    with pytest.raises(ValueError, match="sparsity k=6 must satisfy 1 <= k <= d=5"):
+        T.sparse_linear(jax.random.key(0), 2, 3, 5, k=6)
+    with pytest.raises(ValueError, match="covariance must be symmetric positive definite"):
+        T.linear(jax.random.key(0), 2, 3, 2, covariance=[[1.0, 2.0], [2.0, 1.0]])
