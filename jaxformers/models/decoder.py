@@ -15,7 +15,7 @@ from jaxformers.nn.context import Context
 from jaxformers.nn.norms import make_norm
 
 # Collections whose variables live per layer and are stacked along the scanned axis.
-LAYER_COLLECTIONS = ("params", "constants", "cache", "aux_loss")
+LAYER_COLLECTIONS = ("params", "constants", "cache", "aux_loss", "intermediates")
 
 
 class Block(nn.Module):
@@ -28,11 +28,20 @@ class Block(nn.Module):
         ffn = registry.FEED_FORWARDS[cfg.feed_forward](cfg=cfg, name="ffn")
         mixer_norm, ffn_norm = make_norm(cfg, "mixer_norm"), make_norm(cfg, "ffn_norm")
         if cfg.norm_placement == "pre":
-            x = x + mixer(mixer_norm(x, ctx), ctx)
-            x = x + ffn(ffn_norm(x, ctx), ctx)
+            mixer_out = mixer(mixer_norm(x, ctx), ctx)
+            x = x + mixer_out
+            ffn_out = ffn(ffn_norm(x, ctx), ctx)
+            x = x + ffn_out
         else:  # norm after branch: h = x + norm(attn(x)); out = h + norm(ffn(h))  (MoT eq. 3)
-            x = x + mixer_norm(mixer(x, ctx), ctx)
-            x = x + ffn_norm(ffn(x, ctx), ctx)
+            mixer_out = mixer_norm(mixer(x, ctx), ctx)
+            x = x + mixer_out
+            ffn_out = ffn_norm(ffn(x, ctx), ctx)
+            x = x + ffn_out
+        # Block outputs for the outlier evaluator (train/outliers.py); no-ops unless "intermediates"
+        # is mutable in apply.
+        self.sow("intermediates", "mixer_out", mixer_out)
+        self.sow("intermediates", "ffn_out", ffn_out)
+        self.sow("intermediates", "residual", x)
         return x.astype(cfg.activation_dtype), None
 
 

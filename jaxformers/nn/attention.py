@@ -1,4 +1,14 @@
-"""Multi-head softmax attention token mixer: GQA, RoPE, optional QK-norm and a KV cache."""
+"""Multi-head softmax attention token mixer: GQA, RoPE, optional QK-norm and a KV cache.
+
+Outlier-free options (Bondarenko, Nagel & Blankevoort 2023, arXiv 2306.12929):
+`model.attention.softmax="clipped"` (eq. 4.1, XLA path only) and `model.attention.gate="per_head"`
+(§4.2): each head's output is scaled by sigmoid(x W_g + b) computed from the block input x (the same
+input as Q/K/V) before the output projection; W_g [d, H] goes through `Projection` (so MoT and
+TokenFormer apply) and b = logit(gate_init). The gate sits outside any kernel, so it works with
+the Pallas flash path and the KV cache.
+"""
+
+import math
 
 import flax.linen as nn
 import jax
@@ -17,7 +27,7 @@ def attend(q, k, v, *, cfg: ModelConfig, segment_ids=None, mask=None, causal=Non
     causal = cfg.causal if causal is None else causal
     if cfg.attention.impl == "xla" or mask is not None:
         return attention_ops.dot_product_attention(
-            q, k, v, causal=causal, segment_ids=segment_ids, mask=mask
+            q, k, v, causal=causal, segment_ids=segment_ids, mask=mask, **softmax_kwargs(cfg)
         )
     from jaxformers.kernels.flash_attention import flash_attention  # late: kernels are optional
     from jaxformers.kernels.sharding import per_shard
@@ -30,6 +40,31 @@ def attend(q, k, v, *, cfg: ModelConfig, segment_ids=None, mask=None, causal=Non
 
     # Per device shard on a mesh: a pallas_call has no GSPMD partitioning (kernels/sharding.py).
     return per_shard(kernel, q, k, v, segment_ids, head_dims=(2, 2, 2, None), out_head_dims=2)
+
+
+def softmax_kwargs(cfg: ModelConfig) -> dict:
+    """gamma / zeta of the clipped softmax, or {} for plain softmax."""
+    if cfg.attention.softmax == "clipped":
+        return {"gamma": cfg.attention.gamma, "zeta": cfg.attention.zeta}
+    return {}
+
+
+class HeadGate(nn.Module):
+    """g = sigmoid(x W_g + b) [B, T, H]: one gate per head and token (Bondarenko et al. §4.2)."""
+
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, x: jax.Array, ctx: Context) -> jax.Array:
+        cfg = self.cfg
+        pi = cfg.attention.gate_init
+        bias = self.param(
+            "bias",
+            nn.with_logical_partitioning(nn.initializers.constant(math.log(pi / (1 - pi))), ("q_heads",)),
+            (cfg.num_heads,), cfg.parameter_dtype,
+        )
+        logits = Projection(cfg, cfg.num_heads, axes=("embed", "q_heads"), name="proj", role="gate")(x, ctx)
+        return jax.nn.sigmoid(logits.astype(jnp.float32) + bias.astype(jnp.float32))
 
 
 class KVCache(nn.Module):
@@ -82,9 +117,13 @@ class Attention(nn.Module):
         k = apply_rope(k, ctx.positions, base=cfg.rope_base)
         if ctx.decode:
             k, v, mask = KVCache(cfg, name="cache")(k, v, ctx)
-            out = attention_ops.dot_product_attention(q, k, v, causal=mask is None, mask=mask)
+            out = attention_ops.dot_product_attention(
+                q, k, v, causal=mask is None, mask=mask, **softmax_kwargs(cfg)
+            )
         else:
             out = attend(q, k, v, cfg=cfg, segment_ids=ctx.segment_ids)
+        if cfg.attention.gate == "per_head":
+            out = out * HeadGate(cfg, name="gate")(x, ctx)[..., None].astype(out.dtype)
         out = out.reshape(batch, length, h * hd)
         return Projection(
             cfg, cfg.embed_dim, axes=("q_heads", "embed"), name="out", role="o",

@@ -7,11 +7,15 @@ through jit); process 0 writes the results. To add one, write it next to its dat
 add a line to the table.
 """
 
+from jaxformers.data.icl_curves import icl_curve
 from jaxformers.data.maze_navigation import maze_navigation
 from jaxformers.registry import lookup
+from jaxformers.train.outliers import outlier_metrics
 
 EVALUATORS = {
     "maze_navigation": maze_navigation,  # greedy path decoding, exact match (mazes)
+    "icl_curve": icl_curve,  # error curve of the model and the ICL baselines, same prompts
+    "outliers": outlier_metrics,  # per-layer max |x| and kurtosis (Bondarenko et al. 2023)
 }
 
 

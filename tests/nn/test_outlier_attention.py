@@ -1,0 +1,82 @@
+"""Gated attention and clipped softmax in the attention layer and decoder (Bondarenko et al. 2023)."""
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxformers.config import ConfigError
+from jaxformers.models.decoder import Decoder
+from jaxformers.models.sampling import generate
+from jaxformers.nn.attention import Attention
+from jaxformers.nn.context import Context
+from jaxformers.testing import tiny_model_config
+
+OUTLIER_FREE = {"softmax": "clipped", "gamma": -0.05, "zeta": 1.0, "gate": "per_head"}
+
+
+def _ctx(x):
+    return Context(positions=jnp.broadcast_to(jnp.arange(x.shape[1]), x.shape[:2]))
+
+
+def test_gate_fixed_open_equals_plain_attention_with_gqa_and_rope():
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 7, 32))
+    gated_cfg = tiny_model_config(attention={"gate": "per_head"})
+    plain_cfg = tiny_model_config()
+    params = nn.unbox(Attention(gated_cfg).init(jax.random.PRNGKey(1), x, _ctx(x))["params"])
+    chex.assert_shape(params["gate"]["proj"]["kernel"], (1, 32, 4))  # [modalities, d, H]
+    np.testing.assert_allclose(jax.nn.sigmoid(params["gate"]["bias"]), 0.25, rtol=1e-6)  # pi_init
+    opened = dict(params)
+    opened["gate"] = {"proj": {"kernel": jnp.zeros_like(params["gate"]["proj"]["kernel"])},
+                      "bias": jnp.full_like(params["gate"]["bias"], 50.0)}  # sigmoid(50) == 1.0
+    plain = {k: v for k, v in params.items() if k != "gate"}
+    got = Attention(gated_cfg).apply({"params": opened}, x, _ctx(x))
+    want = Attention(plain_cfg).apply({"params": plain}, x, _ctx(x))
+    np.testing.assert_array_equal(got, want)
+    # At init the gate is 0.25 (up to x W_g): the output is no longer the plain one.
+    assert not np.allclose(Attention(gated_cfg).apply({"params": params}, x, _ctx(x)), want, atol=1e-3)
+
+
+def test_outlier_free_decoder_is_causal():
+    cfg = tiny_model_config(attention=OUTLIER_FREE, num_layers=1)
+    tokens = jnp.array([[1, 2, 3, 4, 5, 6]], jnp.int32)
+    model = Decoder(cfg)
+    variables = model.init(jax.random.PRNGKey(0), tokens)
+    base = model.apply(variables, tokens)
+    changed = model.apply(variables, tokens.at[0, 4].set(9))
+    np.testing.assert_array_equal(base[:, :4], changed[:, :4])
+    assert not np.allclose(base[:, 4:], changed[:, 4:])
+
+
+def test_kv_cache_decoding_matches_full_forward_with_gate_and_clipped_softmax():
+    cfg = tiny_model_config(attention=OUTLIER_FREE, num_layers=1)
+    prompt = jnp.array([[1, 2, 3], [4, 5, 6]], jnp.int32)
+    model = Decoder(cfg)
+    variables = model.init(jax.random.PRNGKey(0), prompt)
+    out = generate(model, variables, prompt, jax.random.PRNGKey(0), max_new_tokens=3, temperature=0.0)
+    greedy = model.apply(variables, out[:, :-1])[:, 2:].argmax(-1)
+    np.testing.assert_array_equal(greedy, out[:, 3:])
+
+
+def test_gate_outside_the_pallas_kernel_matches_xla():
+    x = jax.random.normal(jax.random.PRNGKey(2), (1, 8, 32))
+    xla = tiny_model_config(attention={"gate": "per_head"})
+    pallas = tiny_model_config(attention={"gate": "per_head", "impl": "pallas", "block_q": 8, "block_kv": 8})
+    params = Attention(xla).init(jax.random.PRNGKey(3), x, _ctx(x))
+    np.testing.assert_allclose(Attention(pallas).apply(params, x, _ctx(x)),
+                               Attention(xla).apply(params, x, _ctx(x)), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"softmax": "clipped", "gamma": 0.1}, r"model.attention.gamma=0.1 must be <= 0"),
+    ({"softmax": "clipped", "zeta": 0.5}, r"model.attention.zeta=0.5 must be >= 1"),
+    ({"softmax": "clipped", "gamma": -0.02, "impl": "pallas"}, r"needs model.attention.impl='xla'"),
+    ({"gate": "per_head", "gate_init": 1.0}, r"gate_init=1.0 must be in \(0, 1\)"),
+    ({"softmax": "sparsemax"}, r"model.attention.softmax='sparsemax'; expected one of"),
+])
+def test_bad_outlier_options_are_one_line_config_errors(options, message):
+    with pytest.raises(ConfigError, match=message) as e:
+        tiny_model_config(attention=options)
+    assert "\n" not in str(e.value)
