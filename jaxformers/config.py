@@ -224,6 +224,19 @@ class MoTOptions:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class MTPOptions:
+    """Multi-token prediction (Gloeckle et al. 2024, arXiv 2404.19737, §2; models/mtp.py): head i of
+    n = num_future_tokens (one block each, shared unembedding) predicts x_{t+i}; head 1 decodes."""
+
+    num_future_tokens: int = 1
+
+    def validate(self, model: "ModelConfig") -> None:
+        n = self.num_future_tokens
+        need(n >= 1, f"model.mtp.num_future_tokens={n} must be >= 1 (1 = next-token prediction)")
+        need(n <= model.max_len, f"model.mtp.num_future_tokens={n} must be <= model.max_len={model.max_len}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     vocab_size: int = 264
     embed_dim: int = 256
@@ -262,6 +275,7 @@ class ModelConfig:
     moe: MoEOptions = dataclasses.field(default_factory=MoEOptions)
     pattention: PattentionOptions = dataclasses.field(default_factory=PattentionOptions)
     mot: MoTOptions = dataclasses.field(default_factory=MoTOptions)
+    mtp: MTPOptions = dataclasses.field(default_factory=MTPOptions)
 
     # Derived sizes ---------------------------------------------------------------------------
     @property

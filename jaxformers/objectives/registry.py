@@ -10,8 +10,10 @@ masking / dropout; step: scalar int32; train: static bool. loss: float32 scalar 
 auxiliary losses); metrics: dict of float32 scalars, averaged over evaluation batches.
 """
 
+from jaxformers.objectives.icl_functions import icl_boolean_loss, icl_functions_loss
 from jaxformers.objectives.icl_regression import icl_regression_loss
 from jaxformers.objectives.mlm_u import mlm_u_objective
+from jaxformers.objectives.multi_token import mtp_loss
 from jaxformers.objectives.next_token import next_token_loss
 from jaxformers.registry import lookup
 
@@ -19,6 +21,9 @@ OBJECTIVES = {
     "next_token": next_token_loss,
     "mlm_u": mlm_u_objective,  # Nolte et al. 2024, arXiv 2412.05117
     "icl_regression": icl_regression_loss,
+    "icl_functions": icl_functions_loss,  # squared error at every prefix (Garg et al. 2022)
+    "icl_boolean": icl_boolean_loss,  # logistic loss at every prefix (Bhattamishra et al. 2024)
+    "mtp": mtp_loss,  # Gloeckle et al. 2024, arXiv 2404.19737 (model_family "mtp")
 }
 
 
