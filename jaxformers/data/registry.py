@@ -12,7 +12,7 @@ exact. A grain `DatasetIterator` satisfies this; build it as
 For "validation" the iterator may be finite; the loop takes `config.eval_batches` batches.
 """
 
-from jaxformers.data import icl_regression, mazes, text, two_modality
+from jaxformers.data import icl_functions, icl_regression, mazes, text, two_modality
 from jaxformers.registry import lookup
 
 DATASETS = {
@@ -20,6 +20,7 @@ DATASETS = {
     "synthetic": text.build_synthetic,
     "mazes": mazes.build_mazes,
     "icl_regression": icl_regression.build,
+    "icl_functions": icl_functions.build,  # ops/icl_tasks.py prompts
     "two_modality": two_modality.build_two_modality,
 }
 

@@ -1,0 +1,54 @@
+"""In-context function learning with a transformer over (x_i, y_i) tokens (Garg et al. 2022).
+
+  python launch/train.py --config=configs/icl_functions.py:linear --workdir=runs/icl_linear
+  python launch/train.py --config=configs/icl_functions.py:linear,mixer=gla --workdir=runs/icl_gla
+
+Presets (task, d, n = 2d+5 points): linear (d=5), sparse_linear (d=8, k=3), noisy_linear
+(d=5, σ=0.5), relu_net (d=5), conjunction and sparse_parity (d=10, 30 points). `mixer=` picks
+model.token_mixer (attention | gla | linear_attention) at equal depth and width. The evaluator
+prints the error curve of the model and the baselines (OLS, 3-NN, averaging, lasso, Bayes ridge)
+on the same 512 fresh prompts.
+Measured: see docs/icl.md and notes/issue_21.md (experiments/icl_functions.py).
+"""
+
+from jaxformers.train.config_base import base_config, parse_config_arg
+
+PRESETS = {
+    "linear": dict(task="linear", dim=5, num_points=15),
+    "noisy_linear": dict(task="linear", dim=5, num_points=15, noise_std=0.5),
+    "sparse_linear": dict(task="sparse_linear", dim=8, num_points=21, sparsity=3),
+    "relu_net": dict(task="relu_net", dim=5, num_points=30, hidden=100),
+    "conjunction": dict(task="conjunction", dim=10, num_points=30),
+    "sparse_parity": dict(task="sparse_parity", dim=10, num_points=30, sparsity=2),
+}
+
+
+def get_config(arg=None):
+    args = parse_config_arg(arg, preset="linear", steps=2000, mixer="attention", size="small")
+    preset = args["preset"]
+    if preset not in PRESETS:
+        raise ValueError(f"config arg {preset!r}; expected one of {sorted(PRESETS)}")
+    data = dict(name="icl_functions") | PRESETS[preset]
+    c = base_config()
+    c.model_family = "icl_transformer"
+    c.objective = "icl_boolean" if data["task"] in ("conjunction", "sparse_parity") else "icl_functions"
+    width, layers = (64, 3) if args["size"] == "small" else (256, 12)  # Garg et al.'s tiny / standard
+    c.model.update(dict(embed_dim=width, num_layers=layers, num_heads=2 if width == 64 else 8,
+                        max_len=2 * data["num_points"], token_mixer=args["mixer"],
+                        feed_forward="swiglu", init_std=0.02))
+    c.model.gla.chunk_size = 16
+    c.model.linear_attention.chunk_size = 16
+    c.data.update(data)
+    c.batch_size = 64
+    c.num_steps = args["steps"]
+    c.learning_rate = 1e-3
+    c.warmup_steps = 100
+    c.weight_decay = 0.0
+    c.adam_b2 = 0.999
+    c.eval_every = max(args["steps"] // 4, 1)
+    c.eval_batches = 4
+    c.evaluators = ("icl_curve",)
+    c.checkpoint_every = 0
+    c.log_every = 100
+    c.progress_bar = False
+    return c
