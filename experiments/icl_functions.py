@@ -1,0 +1,89 @@
+"""In-context function learning: the error curve of a trained transformer against the baselines.
+
+  nice -n 10 python experiments/icl_functions.py --preset=linear --mixers=attention --steps=3000
+      -> experiments/results/icl_functions.{json,png}   (variant key "<preset>/<mixer>/<steps>")
+
+Trains configs/icl_functions.py (train.train_and_evaluate; workdirs under --root) once per token
+mixer and records the "icl_curve" evaluator's curves on the same 512 fresh prompts: squared error
+/ E y² at each number of in-context examples for the model, OLS (minimum norm), 3-NN and averaging
+(Garg et al. 2022, arXiv 2208.01066, Fig. 2), plus the model's ratio to OLS where OLS is not ~0.
+"""
+
+import importlib.util
+import os
+import re
+
+import _results
+from absl import app, flags
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NAME = "icl_functions"
+
+flags.DEFINE_string("preset", "linear", "configs/icl_functions.py preset.")
+flags.DEFINE_list("mixers", ["attention"], "model.token_mixer values, trained at equal size and steps.")
+flags.DEFINE_integer("steps", 3000, "Training steps per mixer.")
+flags.DEFINE_string("root", "runs/icl_functions", "Parent of the workdirs.")
+FLAGS = flags.FLAGS
+
+
+def get_config(arg: str):
+    spec = importlib.util.spec_from_file_location("icl", os.path.join(ROOT, "configs", "icl_functions.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
+def curves_from(metrics: dict) -> dict:
+    """{"icl/<name>/n<i>": v} -> {name: [v_0, v_1, ...]}."""
+    out = {}
+    for key, value in metrics.items():
+        m = re.fullmatch(r"icl/(\w+)/n(\d+)", key)
+        if m:
+            out.setdefault(m.group(1), {})[int(m.group(2))] = float(value)
+    return {name: [c[i] for i in sorted(c)] for name, c in out.items()}
+
+
+def plot(results: dict):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    baselines_done = set()
+    for key, r in results.items():
+        for name, c in r["curves"].items():
+            if name == "model":
+                ax.plot(c, "o-", label=f"transformer ({key})")
+            elif (r["preset"], name) not in baselines_done:
+                baselines_done.add((r["preset"], name))
+                ax.plot(c, "--", label=f"{name} ({r['preset']})")
+    ax.set(xlabel="in-context examples", ylabel="squared error / E y²", ylim=(0, 1.6))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _results.save_figure(fig, NAME)
+
+
+def main(argv):
+    del argv
+    from jaxformers.train import train_and_evaluate
+    from jaxformers.train.metrics import read_metrics
+
+    for mixer in FLAGS.mixers:
+        config = get_config(f"{FLAGS.preset},steps={FLAGS.steps},mixer={mixer}")
+        config.eval_every = FLAGS.steps
+        workdir = os.path.join(FLAGS.root, f"{FLAGS.preset}_{mixer}_{FLAGS.steps}")
+        done = [r for r in read_metrics(workdir, "validation") if r["step"] == FLAGS.steps]
+        final = done[-1] if done else train_and_evaluate(config, workdir)  # a finished run is reused
+        curves = curves_from(final)
+        ratio = [m / o if o > 1e-6 else None for m, o in zip(curves["model"], curves["ols"])]
+        results = _results.save_variant(NAME, f"{FLAGS.preset}/{mixer}/{FLAGS.steps}", dict(
+            preset=FLAGS.preset, mixer=mixer, steps=FLAGS.steps, loss=float(final["loss"]),
+            curves=curves, model_over_ols=ratio))
+        print(mixer, "model/ols per n:", ratio)
+    print("figure:", plot(results))
+
+
+if __name__ == "__main__":
+    app.run(main)
