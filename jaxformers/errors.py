@@ -80,6 +80,10 @@ def run_main(main) -> None:
             _fail(message)
 
     def wrapped(argv):
+        from absl import logging
+
+        if not flags.FLAGS["verbosity"].present:
+            logging.set_verbosity(logging.WARNING)  # Orbax logs every save and restore at INFO
         try:
             return main(argv)
         except UserError as e:

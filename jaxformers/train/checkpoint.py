@@ -16,6 +16,7 @@ import contextlib
 import fnmatch
 import gc
 import json
+import logging
 import os
 import sys
 import threading
@@ -69,7 +70,16 @@ def make_manager(workdir: str, *, keep: int = 2, save_interval_steps: int = 1, r
         "data": ocp.JsonCheckpointHandler(),
         "config": ocp.JsonCheckpointHandler(),
     }
-    return ocp.CheckpointManager(checkpoint_dir(workdir), item_handlers=handlers, options=options)
+    if not read_only:
+        return ocp.CheckpointManager(checkpoint_dir(workdir), item_handlers=handlers, options=options)
+    # A reader is read-only on purpose: not Orbax's "Given directory is read only" warning.
+    orbax_logger = logging.getLogger("absl")
+    level = orbax_logger.level
+    orbax_logger.setLevel(logging.ERROR)
+    try:
+        return ocp.CheckpointManager(checkpoint_dir(workdir), item_handlers=handlers, options=options)
+    finally:
+        orbax_logger.setLevel(level)
 
 
 def save(manager, state, *, data_state: dict, config, force: bool = False) -> bool:
