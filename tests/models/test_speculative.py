@@ -1,0 +1,38 @@
+"""Self-speculative decoding with the MTP heads emits the greedy tokens of head 1."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxformers.models.mtp import MTPDecoder
+from jaxformers.models.sampling import generate
+from jaxformers.models.speculative import speculative_generate
+from jaxformers.testing import tiny_model_config
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_speculative_output_equals_greedy_token_for_token(n):
+    cfg = tiny_model_config(mtp={"num_future_tokens": n}, max_len=32, vocab_size=8)
+    model = MTPDecoder(cfg)
+    prompt = jax.random.randint(jax.random.PRNGKey(3), (2, 5), 0, cfg.vocab_size)
+    variables = model.init(jax.random.PRNGKey(0), prompt)
+    greedy = generate(model, variables, prompt, jax.random.PRNGKey(0), max_new_tokens=20,
+                      temperature=0.0)
+    out, stats = speculative_generate(model, variables, prompt, max_new_tokens=20)
+    np.testing.assert_array_equal(out, greedy)
+    passes, accepted = int(stats["forward_passes"]), int(stats["accepted_drafts"])
+    assert passes + accepted >= 20 - 1 and passes <= 20
+    if n == 1:
+        assert accepted == 0
+    else:  # some drafts are kept, so the cache roll-back path runs
+        assert accepted > 0
+
+
+def test_speculative_decoding_refuses_a_recurrent_mixer():
+    cfg = tiny_model_config(mtp={"num_future_tokens": 2}, token_mixer="gla", gla={"chunk_size": 4})
+    model = MTPDecoder(cfg)
+    prompt = jnp.zeros((1, 3), jnp.int32)
+    with pytest.raises(ValueError, match="token_mixer='attention'"):
+        speculative_generate(model, model.init(jax.random.PRNGKey(0), prompt), prompt,
+                             max_new_tokens=4)
