@@ -1,0 +1,42 @@
+"""Outlier-free attention (Bondarenko, Nagel & Blankevoort 2023, arXiv 2306.12929) on the byte LM.
+
+  python launch/train.py --config=configs/outliers.py:vanilla --workdir=runs/outliers_vanilla
+  python launch/train.py --config=configs/outliers.py:gated   --workdir=runs/outliers_gated
+  python launch/train.py --config=configs/outliers.py:clipped --workdir=runs/outliers_clipped
+  python experiments/outlier_attention.py      # all three -> experiments/results/outlier_attention.json
+
+configs/default.py's tiny model (d=64, 2 layers, 4 heads, GQA 2 KV heads, seq 128, batch 16) for
+`steps` steps (default 200), with the "outliers" evaluator (per-layer max |x| and kurtosis of the
+attention output, FFN output and residual stream; train/outliers.py) at every evaluation.
+  vanilla: softmax attention;
+  gated:   per-head sigmoid gate before W_o, pi_init = 0.25 (the paper's OPT setting, §4.2);
+  clipped: clipped softmax, gamma = -12/T = -0.094, zeta = 1 (the OPT script's alpha = 12, eq. 4.1).
+Measured results (steps, losses, kurtosis): docs/outliers_quantization.md.
+"""
+
+from jaxformers.train.config_base import base_config, parse_config_arg
+
+VARIANTS = {
+    "vanilla": {},
+    "gated": {"gate": "per_head", "gate_init": 0.25},
+    "clipped": {"softmax": "clipped", "gamma": -12.0 / 128, "zeta": 1.0},
+}
+
+
+def get_config(arg: str | None = None):
+    args = parse_config_arg(arg, variant="vanilla", steps="200")
+    if args["variant"] not in VARIANTS:
+        raise ValueError(f"variant={args['variant']!r}; expected one of {sorted(VARIANTS)}")
+    c = base_config()
+    c.model.update(dict(embed_dim=64, num_layers=2, num_heads=4, num_kv_heads=2, max_len=128))
+    c.model.attention.update(VARIANTS[args["variant"]])
+    c.data.seq_len = 128
+    c.batch_size = 16
+    c.num_steps = int(args["steps"])
+    c.warmup_steps = max(10, c.num_steps // 20)
+    c.eval_every = max(20, c.num_steps // 4)
+    c.checkpoint_every = c.num_steps
+    c.eval_batches = 4
+    c.learning_rate = 3e-3
+    c.evaluators = ("outliers",)
+    return c

@@ -1,0 +1,80 @@
+"""Vanilla vs gated attention vs clipped softmax at equal steps: FP32 loss, kurtosis, max |x|.
+
+  nice -n 10 python experiments/outlier_attention.py --steps=200
+      -> experiments/results/outlier_attention.{json,png}
+
+Trains configs/outliers.py's three variants (train.train_and_evaluate, workdirs under --root) and
+records the "outliers" evaluator's curves (Bondarenko et al. 2023, arXiv 2306.12929, Table 2
+columns: max inf-norm over modules, average kurtosis over modules) and the validation loss.
+"""
+
+import importlib.util
+import os
+
+import _results
+from absl import app, flags
+
+from jaxformers.train.metrics import read_metrics
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NAME = "outlier_attention"
+SUMMARY = ("loss", "outliers/max_inf_norm", "outliers/avg_kurtosis", "outliers/max_kurtosis")
+
+flags.DEFINE_integer("steps", 200, "Training steps per variant.")
+flags.DEFINE_string("root", "runs/outliers", "Parent of the three workdirs.")
+flags.DEFINE_list("variants", ["vanilla", "gated", "clipped"], "configs/outliers.py variants.")
+FLAGS = flags.FLAGS
+
+
+def get_config(arg: str):
+    spec = importlib.util.spec_from_file_location("outliers", os.path.join(ROOT, "configs", "outliers.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
+def plot(results: dict):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    for name, r in results.items():
+        v = r["validation"]
+        for ax, key in zip(axes, ("loss", "outliers/avg_kurtosis", "outliers/max_inf_norm")):
+            ax.plot(v["step"], v[key], "o-", label=name)
+            ax.set(xlabel="step", title=key)
+    axes[0].set_ylabel("validation nats / byte")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def main(argv):
+    del argv
+    from jaxformers.train import train_and_evaluate
+
+    results = {}
+    for variant in FLAGS.variants:
+        config = get_config(f"variant={variant},steps={FLAGS.steps}")
+        workdir = os.path.join(FLAGS.root, f"{variant}_{FLAGS.steps}")
+        valid = read_metrics(workdir, "validation") if os.path.exists(workdir) else []
+        if not valid or valid[-1]["step"] < config.num_steps:
+            train_and_evaluate(config, workdir)
+            valid = read_metrics(workdir, "validation")
+        result = {"workdir": workdir, "num_steps": config.num_steps,
+                  "attention": dict(config.model.attention),
+                  "validation": {k: [r.get(k) for r in valid] for k in ("step",) + SUMMARY},
+                  "final_per_layer": {k: v for k, v in valid[-1].items() if k.startswith("outliers/")}}
+        results = _results.save_variant(NAME, f"{variant}_{FLAGS.steps}steps", result)
+        last = valid[-1]
+        print(f"{variant:8s} step {last['step']} " + "  ".join(f"{k}={last[k]:.3f}" for k in SUMMARY))
+    shown = {k: v for k, v in results.items() if k.endswith(f"_{FLAGS.steps}steps")}
+    print("wrote", _results.save_figure(plot(shown), NAME))
+
+
+if __name__ == "__main__":
+    app.run(main)
