@@ -72,10 +72,11 @@ class Decoder(nn.Module):
         return self.head(self.norm(x))
 
 
-def time_train_steps(*, vocab, d, layers, heads, kv_heads, hidden, batch, seq, steps=5, compile=False):
-    """Median seconds per AdamW training step (after 2 warm-up steps)."""
+def make_train_step(*, vocab, d, layers, heads, kv_heads, hidden, batch, seq, compile=False):
+    """(step, parameter count): `step()` runs one AdamW training step (clip 1) on a fixed batch."""
     torch.manual_seed(0)
     model = Decoder(vocab, d, layers, heads, kv_heads, hidden)
+    n_params = sum(p.numel() for p in model.parameters())
     if compile:
         model = torch.compile(model)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
@@ -89,6 +90,12 @@ def time_train_steps(*, vocab, d, layers, heads, kv_heads, hidden, batch, seq, s
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
 
+    return step, n_params
+
+
+def time_train_steps(*, steps=5, **sizes):
+    """Median seconds per AdamW training step (after 2 warm-up steps), and the parameter count."""
+    step, n_params = make_train_step(**sizes)
     for _ in range(2):
         step()
     times = []
@@ -97,4 +104,4 @@ def time_train_steps(*, vocab, d, layers, heads, kv_heads, hidden, batch, seq, s
         step()
         times.append(time.perf_counter() - t)
     times.sort()
-    return times[len(times) // 2], sum(p.numel() for p in model.parameters())
+    return times[len(times) // 2], n_params

@@ -24,6 +24,9 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
+    from jaxformers import allocator
+
+    allocator.keep_temp_buffers_in_heap()  # before the CPU backend's threads; no-op without glibc
     from jaxformers.train.mesh import maybe_initialize_distributed
 
     maybe_initialize_distributed()  # before any other JAX call; no-op on one host
