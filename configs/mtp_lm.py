@@ -1,0 +1,39 @@
+"""Multi-token prediction byte LM: the default corpus, a decoder trunk and n parallel heads
+(Gloeckle et al. 2024, arXiv 2404.19737, §2).
+
+  python launch/train.py --config=configs/mtp_lm.py:n=2 --workdir=runs/mtp2
+  python launch/sample.py --workdir=runs/mtp2 --prompt="def " --temperature=0
+
+Sizes: tiny = d 64, 2 trunk layers + n head blocks, seq 128, batch 16, 300 steps; small = the
+default run's d 128 with 3 trunk layers + n heads, 600 steps. Measured (experiments/mtp_byte_lm.py,
+see docs/multi_token_prediction.md): head-1 validation loss at equal steps and self-speculative
+decoding acceptance/speed.
+"""
+
+from jaxformers.train.config_base import base_config, parse_config_arg
+
+SIZES = {
+    "tiny": dict(embed_dim=64, num_layers=2, num_heads=4, num_kv_heads=2),
+    "small": dict(embed_dim=128, num_layers=3, num_heads=4, num_kv_heads=2),
+}
+STEPS = {"tiny": 300, "small": 600}
+
+
+def get_config(arg: str | None = None):
+    args = parse_config_arg(arg, size="tiny", n=2)
+    if args["size"] not in SIZES:
+        raise ValueError(f"size={args['size']!r}; expected one of {sorted(SIZES)}")
+    c = base_config()
+    c.model_family = "mtp"
+    c.objective = "mtp"
+    c.model.update(SIZES[args["size"]])
+    c.model.mtp.num_future_tokens = args["n"]
+    c.model.max_len = 160  # room for speculative decoding past seq_len
+    c.data.seq_len = 128
+    c.batch_size = 16
+    c.num_steps = STEPS[args["size"]]
+    c.warmup_steps = max(10, c.num_steps // 20)
+    c.eval_every = c.num_steps // 3
+    c.checkpoint_every = c.num_steps // 3
+    c.learning_rate = 3e-3
+    return c
