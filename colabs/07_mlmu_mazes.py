@@ -114,13 +114,13 @@ plt.xlabel("position after the prefix"); plt.show()
 # %%
 spec = importlib.util.spec_from_file_location("maze_mlmu", os.path.join(REPO, "configs", "maze_mlmu.py"))
 cfgmod = importlib.util.module_from_spec(spec); spec.loader.exec_module(cfgmod)
-config = cfgmod.get_config(f"grid={N},size=tiny,steps={10 if SMALL else 600}")
+config = cfgmod.get_config(f"grid={N},size=tiny,steps={10 if SMALL else 200}")  # a few CPU minutes
 if SMALL:
     config.model.update(embed_dim=32, num_layers=1)
     config.evaluators = ()
     config.peak_flops = 1.0  # skip the MFU matmul measurement
 config.data.update(num_train=2000 if SMALL else 20000, num_validation=200, eval_mazes=64)
-config.batch_size = 16 if SMALL else 64
+config.batch_size = 16 if SMALL else 32
 config.learning_rate = 3e-3
 config.eval_every = config.num_steps // 2
 config.eval_batches = 2
