@@ -1,8 +1,10 @@
-"""Every notebook in colabs/ runs top to bottom (small-size switch on) without an error."""
+"""Every notebook in colabs/ runs top to bottom (small-size switch on) without an error and without
+being written back, and its jupytext-paired .py source (py:percent) says the same thing."""
 
 import glob
 import os
 
+import jupytext
 import nbformat
 import pytest
 from nbclient import NotebookClient
@@ -13,6 +15,8 @@ NOTEBOOKS = sorted(glob.glob(os.path.join(COLABS, "*.ipynb")))
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
 def test_notebook_executes(path):
+    with open(path, "rb") as f:
+        committed = f.read()
     nb = nbformat.read(path, as_version=4)
     os.environ["JAXFORMERS_COLAB_SMALL"] = "1"
     saved = os.environ["XLA_FLAGS"]
@@ -23,3 +27,19 @@ def test_notebook_executes(path):
         client.execute()
     finally:
         os.environ["XLA_FLAGS"] = saved
+    with open(path, "rb") as f:
+        assert f.read() == committed, f"{path} was modified by running it"
+
+
+def _cells(notebook):
+    return [(c.cell_type, c.source.strip()) for c in notebook.cells]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
+def test_notebook_and_its_paired_source_agree(path):
+    source = path[: -len(".ipynb")] + ".py"
+    assert os.path.exists(source), f"{path} has no paired py:percent source {source} (jupytext --sync)"
+    notebook = jupytext.read(path)
+    assert "py:percent" in notebook.metadata.get("jupytext", {}).get("formats", ""), path
+    assert _cells(notebook) == _cells(jupytext.read(source)), (
+        f"{path} and {source} differ: edit the .py and run `jupytext --sync {source}`")
