@@ -11,7 +11,10 @@ attention output, FFN output and residual stream; train/outliers.py) at every ev
   vanilla: softmax attention;
   gated:   per-head sigmoid gate before W_o, pi_init = 0.25 (the paper's OPT setting, §4.2);
   clipped: clipped softmax, gamma = -12/T = -0.094, zeta = 1 (the OPT script's alpha = 12, eq. 4.1).
-Measured results (steps, losses, kurtosis): docs/outliers_quantization.md.
+Measured at 200 steps (experiments/outlier_attention.py --steps=200; one seed; details and curves in
+docs/outliers_quantization.md), validation loss / max inf-norm / avg kurtosis:
+  vanilla 2.587 / 13.0 / 5.06;  gated 2.605 / 12.2 / 6.10;  clipped 2.588 / 10.2 / 4.66.
+No outliers emerge at this size and length (kurtosis ~5; the paper's vanilla models reach thousands).
 """
 
 from jaxformers.train.config_base import base_config, parse_config_arg
