@@ -38,6 +38,7 @@ ALLOWED_ON_RESUME = (
     "keep_checkpoints", "progress_bar", "profile_steps", "peak_flops", "evaluators", "mesh.*",
     "sharding_rules", "init_from.*", "data.eval_*", "model.remat", "model.*impl", "model.*dispatch",
     "model.weight_grad_matmul", "model.layer_loop",  # CPU fast paths: same parameters either way
+    "grad_accum_steps",  # same batch, same update, split into micro-batches
 )
 DAMAGED_DIR = "damaged_checkpoints"
 

@@ -32,6 +32,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.objective = "next_token"
     c.seed = 0
     c.batch_size = 16  # global, across all hosts and devices
+    c.grad_accum_steps = 1  # micro-batches per step (lax.scan, float32 gradient sums, one update)
     c.num_steps = 300
     c.learning_rate = 3e-3
     c.min_learning_rate_ratio = 0.1  # cosine decays to this fraction of the peak
@@ -63,7 +64,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     for key in config.keys():
         if key not in base:
             raise ValueError(f"unknown config key config.{key}; valid keys: {sorted(base.keys())}")
-    for key in ("batch_size", "num_steps", "eval_batches", "log_every"):
+    for key in ("batch_size", "grad_accum_steps", "num_steps", "eval_batches", "log_every"):
         value = config[key]
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise ValueError(f"config.{key}={value!r} must be a positive int")

@@ -66,6 +66,12 @@ class Experiment:
                 f"config.batch_size={config.batch_size} is not divisible by the "
                 f"{jax.process_count()} processes"
             )
+        per_device = config.batch_size // data_parallel
+        if per_device % config.grad_accum_steps:
+            raise ConfigError(
+                f"config.grad_accum_steps={config.grad_accum_steps} does not divide the per-device "
+                f"batch {per_device} (config.batch_size={config.batch_size} over data*fsdp={data_parallel})"
+            )
         self.tx = make_optimizer(config)
         self.schedule = learning_rate_schedule(config)
         self.rules = tuple(tuple(r) for r in config.sharding_rules)
@@ -147,16 +153,22 @@ class Experiment:
         batch_sh = mesh_lib.batch_sharding(self.mesh)
         replicated = mesh_lib.replicated(self.mesh)
 
+        accum = self.config.grad_accum_steps
+
         def train_step(state: TrainState, batch):
             rng = jax.random.fold_in(state.rng, state.step)
 
-            def loss_fn(params):
+            def loss_fn(params, micro_batch, micro_rng):
                 variables = {"params": params}
                 if state.constants:
                     variables["constants"] = state.constants
-                return objective(model, variables, batch, rng=rng, step=state.step, train=True)
+                return objective(model, variables, micro_batch, rng=micro_rng, step=state.step, train=True)
 
-            (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+            grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+            if accum == 1:
+                (loss, metrics), grads = grad_fn(state.params, batch, rng)
+            else:
+                loss, metrics, grads = accumulate_gradients(grad_fn, state.params, batch, rng, accum)
             updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
             params = jax.tree.map(lambda p, u: p + u, state.params, updates)
             metrics = dict(metrics, total_loss=loss, grad_norm=global_norm(grads),
@@ -216,6 +228,41 @@ class Experiment:
         for name in self.config.evaluators:
             results.update(get_evaluator(name)(self.model, variables, self.config))
         return results
+
+
+def split_micro_batches(batch: dict, num: int) -> dict:
+    """(B, ...) -> (num, B // num, ...) with micro-batch j = rows j, j + num, j + 2 num, ...: a
+    device's contiguous block of rows holds B / (devices * num) rows of every micro-batch, so the
+    split moves no data between devices."""
+    def split(x):
+        x = x.reshape(x.shape[0] // num, num, *x.shape[1:])
+        return jnp.swapaxes(x, 0, 1)
+
+    return jax.tree.map(split, batch)
+
+
+def accumulate_gradients(grad_fn, params, batch: dict, rng, num: int):
+    """Mean loss, metrics and gradients over `num` equal micro-batches with one `lax.scan` (the
+    MaxText / Levanter pattern): only one micro-batch's activations are live at a time; gradients
+    and metrics are summed in float32 and divided by `num`, so with equal-size micro-batches and a
+    per-example mean objective the result equals one step on the whole batch."""
+    micro = split_micro_batches(batch, num)
+    first = jax.tree.map(lambda x: x[0], micro)
+    (_, metrics_shape), _ = jax.eval_shape(grad_fn, params, first, rng)
+    zeros = lambda tree: jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.float32), tree)  # noqa: E731
+
+    def body(carry, xs):
+        loss_sum, metric_sums, grad_sums = carry
+        index, micro_batch = xs
+        (loss, metrics), grads = grad_fn(params, micro_batch, jax.random.fold_in(rng, index))
+        add = lambda a, b: a + b.astype(jnp.float32)  # noqa: E731
+        return (add(loss_sum, loss), jax.tree.map(add, metric_sums, metrics),
+                jax.tree.map(add, grad_sums, grads)), None
+
+    init = (jnp.zeros((), jnp.float32), zeros(metrics_shape), zeros(params))
+    (loss_sum, metric_sums, grad_sums), _ = jax.lax.scan(body, init, (jnp.arange(num), micro))
+    grads = jax.tree.map(lambda g, p: (g / num).astype(p.dtype), grad_sums, params)
+    return loss_sum / num, jax.tree.map(lambda m: m / num, metric_sums), grads
 
 
 def global_norm(tree):

@@ -1,0 +1,58 @@
+"""Gradient accumulation (config.grad_accum_steps): one step on a batch of 32 equals the same
+batch as 4 accumulated micro-batches of 8; MoE auxiliary losses and the MoT per-modality losses
+go through the scan; a step count that does not divide the per-device batch is one line."""
+
+import jax
+import numpy as np
+import pytest
+
+from jaxformers.config import ConfigError
+from jaxformers.testing import tiny_train_config
+from jaxformers.train.experiment import Experiment, split_micro_batches
+
+
+def _one_step(accum, **overrides):
+    config = tiny_train_config(batch_size=32, grad_accum_steps=accum, **overrides)
+    exp = Experiment(config)
+    state = exp.fresh_state()
+    batch = exp.global_batch(next(exp.make_iterator("train")))
+    new_state, metrics = exp.train_step(state, batch)
+    return jax.device_get(new_state.params), jax.device_get(metrics)
+
+
+def test_batch_32_equals_4_accumulated_micro_batches_of_8():
+    params1, metrics1 = _one_step(1)
+    params4, metrics4 = _one_step(4)
+    np.testing.assert_allclose(metrics4["total_loss"], metrics1["total_loss"], rtol=1e-6)
+    np.testing.assert_allclose(metrics4["grad_norm"], metrics1["grad_norm"], rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(params1), jax.tree.leaves(params4), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert set(metrics1) == set(metrics4)
+
+
+def test_micro_batches_interleave_rows_and_cover_the_batch():
+    x = np.arange(12)
+    micro = split_micro_batches({"x": x}, 3)["x"]
+    np.testing.assert_array_equal(micro, [[0, 3, 6, 9], [1, 4, 7, 10], [2, 5, 8, 11]])
+
+
+def test_moe_aux_loss_and_mot_per_modality_metrics_are_accumulated():
+    _, moe = _one_step(4, **{"model.feed_forward": "moe", "model.moe.load_balance_weight": 0.01})
+    aux = [k for k in moe if "balance" in k or "aux" in k]
+    assert aux and all(np.isfinite(moe[k]) for k in aux)
+    mot_overrides = {"model.num_modalities": 2, "data": dict(name="two_modality", variant="synthetic",
+                                                             seq_len=16, num_validation=32)}
+    _, mot1 = _one_step(1, **mot_overrides)
+    _, mot4 = _one_step(4, **mot_overrides)
+    per_modality = [k for k in mot1 if k.startswith("loss_m")]
+    assert per_modality
+    for k in per_modality:
+        np.testing.assert_allclose(mot4[k], mot1[k], rtol=1e-5)
+
+
+def test_accum_steps_not_dividing_the_per_device_batch_is_one_line():
+    with pytest.raises(ConfigError, match=r"config.grad_accum_steps=3 does not divide") as info:
+        Experiment(tiny_train_config(grad_accum_steps=3))
+    assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match=r"config.grad_accum_steps=0 must be a positive int"):
+        Experiment(tiny_train_config(grad_accum_steps=0))
