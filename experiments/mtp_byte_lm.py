@@ -24,6 +24,7 @@ flags.DEFINE_string("size", "tiny", "configs/mtp_lm.py size.")
 flags.DEFINE_string("root", "runs/mtp_byte_lm", "Workdirs go in root/n{n}.")
 flags.DEFINE_string("prompt", "    def __init__(self", "Decoding prompt.")
 flags.DEFINE_integer("new_tokens", 96, "Bytes to decode.")
+flags.DEFINE_bool("plot_only", False, "Only redraw the figure from the JSON.")
 FLAGS = flags.FLAGS
 
 
@@ -79,8 +80,30 @@ def decode(workdir: str, n: int) -> dict:
     }
 
 
+def plot(results: dict):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted(results.values(), key=lambda r: (r["size"], r["steps"], r["n"]))
+    labels = [f"n={r['n']}\n{r['size']}, {r['steps']} st" for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.4))
+    a.bar(labels, [r["validation"].get("loss_head1", r["validation"]["loss"]) for r in rows])
+    a.set(ylabel="head-1 validation loss (nats/byte)", title="next-token loss at equal steps")
+    b.bar(labels, [r["decoding"]["tokens_per_pass"] for r in rows], label="tokens / forward pass")
+    b.bar(labels, [r["decoding"]["speed_up"] for r in rows], alpha=0.5, label="wall-clock speed-up")
+    b.set(title="self-speculative greedy decoding")
+    b.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def main(argv):
     del argv
+    if FLAGS.plot_only:
+        print("wrote", _results.save_figure(plot(_results.load(NAME)), NAME))
+        return
     from jaxformers.train import train_and_evaluate
     from jaxformers.train.metrics import read_metrics
 
@@ -106,6 +129,7 @@ def main(argv):
               f"acceptance {d['acceptance_rate']:.3f}  tokens/pass {d['tokens_per_pass']:.2f}  "
               f"greedy {d['greedy_tokens_per_s']:.0f} tok/s  speculative "
               f"{d['speculative_tokens_per_s']:.0f} tok/s  identical {d['identical_to_greedy']}")
+    print("wrote", _results.save_figure(plot(_results.load(NAME)), NAME))
 
 
 if __name__ == "__main__":
