@@ -7,7 +7,7 @@ The same global batch (config.batch_size) is split into `grad_accum_steps` micro
 `lax.scan` inside the jitted step runs in turn (train/experiment.py:accumulate_gradients). Memory is
 XLA's buffer assignment of the compiled step (`compiled.memory_analysis()`: temp = activations and
 scratch; arguments = state + batch). Tokens/s is the median of `--steps` timed steps after 2 warm-up
-steps. Writes benchmarks/results/grad_accum.json.
+steps. Writes benchmarks/results/grad_accum.json and .png (`--plot_only` redraws the PNG from the JSON).
 """
 
 import importlib.util
@@ -26,6 +26,7 @@ flags.DEFINE_list("accum", ["1", "4", "16"], "grad_accum_steps values to compile
 flags.DEFINE_integer("batch_size", 32, "Global batch (tokens = batch x config.data.seq_len).")
 flags.DEFINE_integer("steps", 5, "Timed steps per setting.")
 flags.DEFINE_string("out", os.path.join(ROOT, "benchmarks/results/grad_accum.json"), "Output JSON.")
+flags.DEFINE_bool("plot_only", False, "Only redraw the PNG next to --out from the stored JSON.")
 FLAGS = flags.FLAGS
 
 
@@ -61,8 +62,29 @@ def measure(accum: int) -> dict:
                 matmul_flops=flops, loss=float(metrics["total_loss"]))
 
 
+def plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [str(r["grad_accum_steps"]) for r in rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3))
+    ax1.bar(labels, [r["temp_bytes"] / 2**20 for r in rows])
+    ax1.set(xlabel="grad_accum_steps", ylabel="XLA temp memory (MiB)", title="peak activations")
+    ax2.bar(labels, [r["tokens_per_s"] for r in rows])
+    ax2.set(xlabel="grad_accum_steps", ylabel="tokens/s", title="throughput (same global batch)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
 def main(argv):
     del argv
+    png = FLAGS.out.removesuffix(".json") + ".png"
+    if FLAGS.plot_only:
+        with open(FLAGS.out) as f:
+            plot(json.load(f)["rows"], png)
+        return
     rows = [measure(int(a)) for a in FLAGS.accum]
     for r in rows:
         print(f"accum={r['grad_accum_steps']:3d} micro={r['micro_batch']:3d} "
@@ -72,6 +94,7 @@ def main(argv):
     with open(FLAGS.out, "w") as f:
         json.dump(dict(config="configs/default.py", batch_size=FLAGS.batch_size,
                        device=jax.devices()[0].platform, rows=rows), f, indent=1)
+    plot(rows, png)
 
 
 if __name__ == "__main__":
