@@ -8,7 +8,9 @@ Presets (task, d, n = 2d+5 points): linear (d=5), sparse_linear (d=8, k=3), nois
 model.token_mixer (attention | gla | linear_attention) at equal depth and width. The evaluator
 prints the error curve of the model and the baselines (OLS, 3-NN, averaging, lasso, Bayes ridge)
 on the same 512 fresh prompts.
-Measured: see docs/icl.md and notes/issue_21.md (experiments/icl_functions.py).
+Measured (linear, attention, steps=3000, 512 prompts, docs/icl.md): squared error / d at
+n = 0..4 is 0.88, 0.89, 0.79, 0.65, 0.70 (OLS 0.88, 0.84, 0.66, 0.40, 0.21; ratio 1.01-3.27) and
+0.28 at n = 14 (OLS 0; 3-NN 0.53, averaging 0.39): below 3-NN and averaging, not yet at OLS.
 """
 
 from jaxformers.train.config_base import base_config, parse_config_arg
