@@ -46,7 +46,6 @@ class AttentionOptions:
     block_q: int = 128
     block_kv: int = 128
     qk_norm: bool = False
-
     # Outlier-free attention (Bondarenko, Nagel & Blankevoort 2023, arXiv 2306.12929):
     # clipped: clip((zeta - gamma) softmax + gamma, 0, 1) (eq. 4.1; OPT script: gamma = -12/T)
     softmax: Literal["softmax", "clipped"] = "softmax"
@@ -55,10 +54,10 @@ class AttentionOptions:
     # per_head: out_h *= sigmoid(x W_g + b)_h before W_o, W_g [d, H] from the block input (§4.2)
     gate: Literal["none", "per_head"] = "none"
     gate_init: float = 0.25  # pi_init: the gate's initial openness; bias = logit(pi_init)
+
     def validate(self, model: "ModelConfig") -> None:
         need(self.block_q > 0 and self.block_kv > 0,
              f"model.attention.block_q={self.block_q} and block_kv={self.block_kv} must be positive")
-
         if self.softmax == "clipped":
             need(self.gamma <= 0, f"model.attention.gamma={self.gamma} must be <= 0 (clipped softmax)")
             need(self.zeta >= 1, f"model.attention.zeta={self.zeta} must be >= 1 (clipped softmax)")
@@ -67,6 +66,7 @@ class AttentionOptions:
         if self.gate != "none":
             need(0 < self.gate_init < 1,
                  f"model.attention.gate_init={self.gate_init} must be in (0, 1) (initial gate value)")
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class LinearAttentionOptions:

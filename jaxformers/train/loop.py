@@ -1,4 +1,4 @@
-"""train_and_evaluate: the only training loop (ARCHITECTURE.md "One training path").
+"""train_and_evaluate: the only training loop.
 
 Start-up: resume from the newest complete checkpoint in `workdir`; else `config.init_from`
 (a checkpoint + a named growth transform, fresh optimizer and warm-up); else fresh init.
