@@ -7,7 +7,7 @@ in Python). `model` holds `ModelConfig` fields (validated by `jaxformers.config.
 
 import ml_collections
 
-from jaxformers.config import default_config_dict
+from jaxformers.config import model_config_dict
 
 DEFAULT_SHARDING_RULES = (
     ("batch", ("data", "fsdp")),
@@ -26,7 +26,7 @@ DEFAULT_SHARDING_RULES = (
 def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.model_family = "decoder"
-    c.model = default_config_dict()  # every ModelConfig field, so any can be overridden
+    c.model = model_config_dict()  # every ModelConfig field, so any can be overridden
     c.model.update(dict(vocab_size=264, embed_dim=128, num_layers=2, num_heads=4, max_len=128))
     c.data = ml_collections.ConfigDict(dict(name="text", seq_len=128))
     c.objective = "next_token"
