@@ -18,6 +18,24 @@ from jaxformers.nn.norms import make_norm
 LAYER_COLLECTIONS = ("params", "constants", "cache", "aux_loss", "intermediates")
 
 
+def token_context(tokens: jax.Array, *, positions=None, segment_ids=None, modality_ids=None,
+                  step=None, active_experts=None, decode=False, deterministic=True) -> Context:
+    """The Context of a [batch, time] token batch (positions 0..T-1 unless given)."""
+    if tokens.ndim != 2:
+        raise ValueError(f"tokens must be [batch, time]; got shape {tokens.shape}")
+    if positions is None:
+        positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
+    return Context(
+        positions=positions.astype(jnp.int32),
+        segment_ids=segment_ids,
+        modality_ids=None if modality_ids is None else modality_ids.astype(jnp.int32),
+        step=step,
+        active_experts=active_experts,
+        decode=decode,
+        deterministic=deterministic,
+    )
+
+
 class Block(nn.Module):
     cfg: ModelConfig
 
@@ -99,19 +117,9 @@ class Decoder(nn.Module):
         decode: bool = False,
         deterministic: bool = True,
     ) -> jax.Array:
-        if tokens.ndim != 2:
-            raise ValueError(f"tokens must be [batch, time]; got shape {tokens.shape}")
-        if positions is None:
-            positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
-        ctx = Context(
-            positions=positions.astype(jnp.int32),
-            segment_ids=segment_ids,
-            modality_ids=None if modality_ids is None else modality_ids.astype(jnp.int32),
-            step=step,
-            active_experts=active_experts,
-            decode=decode,
-            deterministic=deterministic,
-        )
+        ctx = token_context(tokens, positions=positions, segment_ids=segment_ids,
+                            modality_ids=modality_ids, step=step, active_experts=active_experts,
+                            decode=decode, deterministic=deterministic)
         x = self.embed(tokens)
         x, _ = self.layers(x, ctx)
         x = self.final_norm(x, ctx)

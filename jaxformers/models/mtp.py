@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxformers.models.decoder import Block, Decoder
+from jaxformers.models.decoder import Block, Decoder, token_context
 from jaxformers.nn.context import Context
 
 
@@ -45,19 +45,9 @@ class MTPDecoder(Decoder):
     ) -> jax.Array:
         if heads not in ("first", "all"):
             raise ValueError(f"heads={heads!r}; expected 'first' or 'all'")
-        if tokens.ndim != 2:
-            raise ValueError(f"tokens must be [batch, time]; got shape {tokens.shape}")
-        if positions is None:
-            positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
-        ctx = Context(
-            positions=positions.astype(jnp.int32),
-            segment_ids=segment_ids,
-            modality_ids=None if modality_ids is None else modality_ids.astype(jnp.int32),
-            step=step,
-            active_experts=active_experts,
-            decode=decode,
-            deterministic=deterministic,
-        )
+        ctx = token_context(tokens, positions=positions, segment_ids=segment_ids,
+                            modality_ids=modality_ids, step=step, active_experts=active_experts,
+                            decode=decode, deterministic=deterministic)
         z, _ = self.layers(self.embed(tokens), ctx)
         # init creates every head (and every head's decode cache) whichever heads are asked for
         used = self.mtp_heads if heads == "all" or self.is_initializing() else self.mtp_heads[:1]
