@@ -5,7 +5,9 @@ equal steps, and self-speculative decoding (acceptance, tokens/s) against greedy
       # -> experiments/results/mtp_byte_lm.json
 
 Each n trains configs/mtp_lm.py:size=...,n=... in --root/n{n} (reused if finished), then decodes
---new_tokens bytes greedily from --prompt with both decoders (batch 1, compiled first, best of 3).
+--new_tokens bytes greedily from --prompt with both decoders (batch 1, compiled first, then --reps
+interleaved timings of each in one process; medians reported). A finished run is reused, so running
+again re-measures decoding only.
 """
 
 import importlib.util
@@ -24,6 +26,7 @@ flags.DEFINE_string("size", "tiny", "configs/mtp_lm.py size.")
 flags.DEFINE_string("root", "runs/mtp_byte_lm", "Workdirs go in root/n{n}.")
 flags.DEFINE_string("prompt", "    def __init__(self", "Decoding prompt.")
 flags.DEFINE_integer("new_tokens", 96, "Bytes to decode.")
+flags.DEFINE_integer("reps", 7, "Timed decoding repetitions per decoder (interleaved).")
 flags.DEFINE_bool("plot_only", False, "Only redraw the figure from the JSON.")
 FLAGS = flags.FLAGS
 
@@ -35,17 +38,30 @@ def get_config(arg: str):
     return module.get_config(arg)
 
 
-def _best_time(fn, repeats=3):
-    out = fn()  # compile
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        import jax
+def _interleaved_medians(fns, reps):
+    """Compile each fn, then time them in turn `reps` times (so load drifts hit both alike)."""
+    import jax
+    import numpy as np
 
-        jax.block_until_ready(out)
-        best = min(best, time.perf_counter() - start)
-    return out, best
+    outs = [jax.block_until_ready(fn()) for fn in fns]
+    times = [[] for _ in fns]
+    for _ in range(reps):
+        for fn, ts in zip(fns, times):
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            ts.append(time.perf_counter() - start)
+    return outs, [float(np.median(ts)) for ts in times], times
+
+
+def _degeneracy(tokens) -> dict:
+    """How repetitive a greedy continuation is: distinct bytes and the most frequent byte's share."""
+    import numpy as np
+
+    counts = np.bincount(np.asarray(tokens).ravel())
+    return {
+        "distinct_tokens": int((counts > 0).sum()),
+        "top_token_share": float(counts.max() / max(counts.sum(), 1)),
+    }
 
 
 def decode(workdir: str, n: int) -> dict:
@@ -62,20 +78,35 @@ def decode(workdir: str, n: int) -> dict:
     config, variables, _ = load_variables(workdir)
     model = build_model(config.model_family, model_config_from(config.model))
     prompt = jnp.asarray(np.frombuffer(FLAGS.prompt.encode(), np.uint8).astype(np.int32)[None])
-    greedy, t_greedy = _best_time(lambda: generate(
-        model, variables, prompt, jax.random.PRNGKey(0), max_new_tokens=FLAGS.new_tokens,
-        temperature=0.0))
-    (spec, stats), t_spec = _best_time(lambda: speculative_generate(
-        model, variables, prompt, max_new_tokens=FLAGS.new_tokens))
+    (greedy, (spec, stats)), (t_greedy, t_spec), times = _interleaved_medians(
+        [
+            lambda: generate(
+                model,
+                variables,
+                prompt,
+                jax.random.PRNGKey(0),
+                max_new_tokens=FLAGS.new_tokens,
+                temperature=0.0,
+            ),
+            lambda: speculative_generate(model, variables, prompt, max_new_tokens=FLAGS.new_tokens),
+        ],
+        FLAGS.reps,
+    )
     passes, accepted = int(stats["forward_passes"]), int(stats["accepted_drafts"])
+    continuation = np.asarray(greedy)[0, prompt.shape[1] :]
     return {
         "identical_to_greedy": bool(np.array_equal(np.asarray(greedy), np.asarray(spec))),
-        "forward_passes": passes, "accepted_drafts": accepted,
+        "forward_passes": passes,
+        "accepted_drafts": accepted,
         "acceptance_rate": accepted / max(passes * (n - 1), 1),
         "tokens_per_pass": FLAGS.new_tokens / (passes + 1),
         "greedy_tokens_per_s": FLAGS.new_tokens / t_greedy,
         "speculative_tokens_per_s": FLAGS.new_tokens / t_spec,
         "speed_up": t_greedy / t_spec,
+        "reps": FLAGS.reps,
+        "greedy_s": times[0],
+        "speculative_s": times[1],
+        "continuation": _degeneracy(continuation),
         "text": bytes(int(t) for t in np.asarray(greedy)[0] if t < 256).decode("utf-8", "replace"),
     }
 
@@ -119,16 +150,23 @@ def main(argv):
             train_and_evaluate(config, workdir)
             valid = read_metrics(workdir, "validation")
         last = valid[-1]
-        result = {"n": n, "size": FLAGS.size, "steps": FLAGS.steps, "workdir": workdir,
-                  "train_wall_s": time.perf_counter() - start,
-                  "validation": {k: v for k, v in last.items() if k.startswith(("loss", "acc"))},
-                  "decoding": decode(workdir, n)}
+        result = {
+            "n": n,
+            "size": FLAGS.size,
+            "steps": FLAGS.steps,
+            "workdir": workdir,
+            "train_wall_s": time.perf_counter() - start,
+            "validation": {k: v for k, v in last.items() if k.startswith(("loss", "acc", "flops"))},
+            "decoding": decode(workdir, n),
+        }
         _results.save_variant(NAME, f"{FLAGS.size}_{FLAGS.steps}steps_n{n}", result)
         d = result["decoding"]
-        print(f"n={n}: head-1 validation loss {last.get('loss_head1', last['loss']):.4f}  "
-              f"acceptance {d['acceptance_rate']:.3f}  tokens/pass {d['tokens_per_pass']:.2f}  "
-              f"greedy {d['greedy_tokens_per_s']:.0f} tok/s  speculative "
-              f"{d['speculative_tokens_per_s']:.0f} tok/s  identical {d['identical_to_greedy']}")
+        print(
+            f"n={n}: head-1 validation loss {last.get('loss_head1', last['loss']):.4f}  "
+            f"acceptance {d['acceptance_rate']:.3f}  tokens/pass {d['tokens_per_pass']:.2f}  "
+            f"greedy {d['greedy_tokens_per_s']:.0f} tok/s  speculative "
+            f"{d['speculative_tokens_per_s']:.0f} tok/s  identical {d['identical_to_greedy']}"
+        )
     print("wrote", _results.save_figure(plot(_results.load(NAME)), NAME))
 
 
