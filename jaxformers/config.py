@@ -22,10 +22,8 @@ from jaxformers.ops import pattention as pattention_ops
 
 
 def _check_chunk(field: str, chunk: int) -> None:
-    need(
-        chunk >= 1 and not chunk & (chunk - 1),
-        f"model.{field}.chunk_size={chunk} must be a positive power of two",
-    )
+    need(chunk >= 1 and not chunk & (chunk - 1),
+         f"model.{field}.chunk_size={chunk} must be a positive power of two")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -44,23 +42,16 @@ class AttentionOptions:
     gate_init: float = 0.25  # pi_init: the gate's initial openness; bias = logit(pi_init)
 
     def validate(self, model: "ModelConfig") -> None:
-        need(
-            self.block_q > 0 and self.block_kv > 0,
-            f"model.attention.block_q={self.block_q} and block_kv={self.block_kv} must be positive",
-        )
+        need(self.block_q > 0 and self.block_kv > 0,
+             f"model.attention.block_q={self.block_q} and block_kv={self.block_kv} must be positive")
         if self.softmax == "clipped":
             need(self.gamma <= 0, f"model.attention.gamma={self.gamma} must be <= 0 (clipped softmax)")
             need(self.zeta >= 1, f"model.attention.zeta={self.zeta} must be >= 1 (clipped softmax)")
-            need(
-                self.impl == "xla",
-                f"model.attention.softmax='clipped' needs model.attention.impl="
-                f"'xla'; the Pallas flash kernel ({self.impl!r}) computes plain softmax only",
-            )
+            need(self.impl == "xla", f"model.attention.softmax='clipped' needs model.attention.impl="
+                 f"'xla'; the Pallas flash kernel ({self.impl!r}) computes plain softmax only")
         if self.gate != "none":
-            need(
-                0 < self.gate_init < 1,
-                f"model.attention.gate_init={self.gate_init} must be in (0, 1) (initial gate value)",
-            )
+            need(0 < self.gate_init < 1,
+                 f"model.attention.gate_init={self.gate_init} must be in (0, 1) (initial gate value)")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -76,10 +67,8 @@ class LinearAttentionOptions:
         if model.token_mixer != "linear_attention":
             return
         maps = sorted(linear_attention_ops.FEATURE_MAPS)
-        need(
-            self.feature_map in maps,
-            f"model.linear_attention.feature_map={self.feature_map!r}; expected one of {maps}",
-        )
+        need(self.feature_map in maps,
+             f"model.linear_attention.feature_map={self.feature_map!r}; expected one of {maps}")
         _check_chunk("linear_attention", self.chunk_size)
 
 
@@ -97,21 +86,18 @@ class GLAOptions:
 
     def dims(self, embed_dim: int) -> tuple[int, int]:
         """(key_dim, value_dim) summed over heads."""
-        return (int(round(self.key_dim_ratio * embed_dim)), int(round(self.value_dim_ratio * embed_dim)))
+        return (int(round(self.key_dim_ratio * embed_dim)),
+                int(round(self.value_dim_ratio * embed_dim)))
 
     def validate(self, model: "ModelConfig") -> None:
         if model.token_mixer != "gla":
             return
         for name, dim in zip(("key_dim_ratio", "value_dim_ratio"), self.dims(model.embed_dim)):
-            need(
-                dim > 0 and dim % model.num_heads == 0,
-                f"model.gla.{name} gives dim {dim}, not a positive multiple of "
-                f"model.num_heads={model.num_heads}",
-            )
-        need(
-            self.gate_low_rank_dim > 0 and self.gate_logit_normalizer > 0,
-            "model.gla.gate_low_rank_dim and gate_logit_normalizer must be > 0",
-        )
+            need(dim > 0 and dim % model.num_heads == 0,
+                 f"model.gla.{name} gives dim {dim}, not a positive multiple of "
+                 f"model.num_heads={model.num_heads}")
+        need(self.gate_low_rank_dim > 0 and self.gate_logit_normalizer > 0,
+             "model.gla.gate_low_rank_dim and gate_logit_normalizer must be > 0")
         _check_chunk("gla", self.chunk_size)
 
 
@@ -167,32 +153,21 @@ class MoEOptions:
             return
         n = self.num_experts
         need(n >= 1, f"model.moe.num_experts={n} must be >= 1")
-        need(self.gate in moe_ops.GATES, f"model.moe.gate={self.gate!r}; expected one of {moe_ops.GATES}")
-        need(
-            self.k_schedule in moe_ops.K_SCHEDULES,
-            f"model.moe.k_schedule={self.k_schedule!r}; expected one of {moe_ops.K_SCHEDULES}",
-        )
-        need(
-            self.width(model) >= 1,
-            f"model.moe.expert_dim={self.width(model)} (hidden_dim "
-            f"{model.hidden_dim} // num_experts {n}) must be >= 1; set model.moe.expert_dim",
-        )
+        need(self.gate in moe_ops.GATES,
+             f"model.moe.gate={self.gate!r}; expected one of {moe_ops.GATES}")
+        need(self.k_schedule in moe_ops.K_SCHEDULES,
+             f"model.moe.k_schedule={self.k_schedule!r}; expected one of {moe_ops.K_SCHEDULES}")
+        need(self.width(model) >= 1, f"model.moe.expert_dim={self.width(model)} (hidden_dim "
+             f"{model.hidden_dim} // num_experts {n}) must be >= 1; set model.moe.expert_dim")
         lo, hi = self.k_bounds()
-        need(
-            1 <= lo <= hi <= n,
-            f"model.moe k range [{lo}, {hi}] must satisfy 1 <= k_min <= k_max "
-            f"<= num_experts={n} (k={self.k}, k_min={self.k_min}, k_max={self.k_max})",
-        )
-        need(
-            self.k_schedule == "fixed" or self.total_steps > 0,
-            f"model.moe.total_steps={self.total_steps} must be > 0 with k_schedule="
-            f"{self.k_schedule!r} (set it to config.num_steps)",
-        )
+        need(1 <= lo <= hi <= n, f"model.moe k range [{lo}, {hi}] must satisfy 1 <= k_min <= k_max "
+             f"<= num_experts={n} (k={self.k}, k_min={self.k_min}, k_max={self.k_max})")
+        need(self.k_schedule == "fixed" or self.total_steps > 0,
+             f"model.moe.total_steps={self.total_steps} must be > 0 with k_schedule="
+             f"{self.k_schedule!r} (set it to config.num_steps)")
         need(self.capacity_factor > 0, f"model.moe.capacity_factor={self.capacity_factor} must be > 0")
-        need(
-            self.load_balance_weight >= 0,
-            f"model.moe.load_balance_weight={self.load_balance_weight} must be >= 0",
-        )
+        need(self.load_balance_weight >= 0,
+             f"model.moe.load_balance_weight={self.load_balance_weight} must be >= 0")
         need(model.num_modalities == 1, "model.feed_forward='moe' does not support num_modalities > 1")
         need(model.projections == "dense", "model.feed_forward='moe' needs model.projections='dense'")
 
@@ -214,13 +189,10 @@ class PattentionOptions:
         if model.projections != "pattention" and model.feed_forward != "pattention":
             return
         for field in ("attn_tokens", "ffn_tokens"):
-            need(
-                getattr(self, field) > 0, f"model.pattention.{field}={getattr(self, field)} must be positive"
-            )
-        need(
-            self.norm in pattention_ops.NORMS,
-            f"model.pattention.norm={self.norm!r}; expected one of {pattention_ops.NORMS}",
-        )
+            need(getattr(self, field) > 0,
+                 f"model.pattention.{field}={getattr(self, field)} must be positive")
+        need(self.norm in pattention_ops.NORMS,
+             f"model.pattention.norm={self.norm!r}; expected one of {pattention_ops.NORMS}")
         need(self.eps > 0, f"model.pattention.eps={self.eps} must be positive")
 
 
@@ -264,15 +236,11 @@ class MTPOptions:
         n = self.num_future_tokens
         need(n >= 1, f"model.mtp.num_future_tokens={n} must be >= 1 (1 = next-token prediction)")
         need(n <= model.max_len, f"model.mtp.num_future_tokens={n} must be <= model.max_len={model.max_len}")
-        need(
-            self.loss_weight is None or self.loss_weight >= 0,
-            f"model.mtp.loss_weight={self.loss_weight} must be >= 0 (or None: the paper's value)",
-        )
-        need(
-            self.backward == "plain" or self.kind == "parallel",
-            "model.mtp.backward='one_head_at_a_time' needs model.mtp.kind='parallel' (sequential "
-            "modules depend on each other)",
-        )
+        need(self.loss_weight is None or self.loss_weight >= 0,
+             f"model.mtp.loss_weight={self.loss_weight} must be >= 0 (or None: the paper's value)")
+        need(self.backward == "plain" or self.kind == "parallel",
+             "model.mtp.backward='one_head_at_a_time' needs model.mtp.kind='parallel' (sequential "
+             "modules depend on each other)")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -306,7 +274,9 @@ class ModelConfig:
     layer_loop: Literal["auto", "unroll", "scan"] = "auto"
     init_std: float = 0.02
     attention: AttentionOptions = dataclasses.field(default_factory=AttentionOptions)
-    linear_attention: LinearAttentionOptions = dataclasses.field(default_factory=LinearAttentionOptions)
+    linear_attention: LinearAttentionOptions = dataclasses.field(
+        default_factory=LinearAttentionOptions
+    )
     gla: GLAOptions = dataclasses.field(default_factory=GLAOptions)
     lsa: LSAOptions = dataclasses.field(default_factory=LSAOptions)
     moe: MoEOptions = dataclasses.field(default_factory=MoEOptions)
@@ -355,14 +325,10 @@ class ModelConfig:
     def validate(self) -> "ModelConfig":
         for name in ("vocab_size", "embed_dim", "num_layers", "num_heads", "max_len"):
             need(getattr(self, name) > 0, f"model.{name}={getattr(self, name)} must be positive")
-        need(
-            self.num_heads % self.kv_heads == 0,
-            f"model.num_kv_heads={self.kv_heads} does not divide model.num_heads={self.num_heads}",
-        )
-        need(
-            self.head_dim is not None or self.embed_dim % self.num_heads == 0,
-            f"model.num_heads={self.num_heads} does not divide model.embed_dim={self.embed_dim}",
-        )
+        need(self.num_heads % self.kv_heads == 0,
+             f"model.num_kv_heads={self.kv_heads} does not divide model.num_heads={self.num_heads}")
+        need(self.head_dim is not None or self.embed_dim % self.num_heads == 0,
+             f"model.num_heads={self.num_heads} does not divide model.embed_dim={self.embed_dim}")
         need(self.qk_head_dim % 2 == 0, f"head dim {self.qk_head_dim} must be even for RoPE")
         need(self.num_modalities >= 1, f"model.num_modalities={self.num_modalities} must be >= 1")
         for dt in ("dtype", "param_dtype"):
