@@ -4,6 +4,17 @@ Default corpus: the running interpreter's standard-library sources (real text on
 nothing to download). `config.data.paths` (a glob, or a list of globs) reads the user's files
 instead. Files are split into train / validation by a hash of their path, so the split is
 deterministic and never shares a file.
+
+Packed documents (`config.data.segment_ids`, default True): each window also yields
+`segment_ids` [T] int32 (1, 2, ... per document within the window) and `positions` [T] int32
+(restarting at 0 at each document start), which the models turn into attention masks, state
+resets and per-document RoPE (MaxText's `<k>_segmentation` / `<k>_position`). Convention: the
+EOS separator *opens* the next document, as its BOS. The last byte of a document still predicts
+the EOS, the EOS predicts the next document's first byte, and no token sees an earlier document;
+every target stays scored, so masked and unmasked runs score the same tokens. The first document
+of a window is the tail of one that began earlier: its positions count from the window start.
+`segment_ids=False` is the leaky packing of runs before this option (a checkpoint written then
+resumes with it, `train/checkpoint.LEGACY_DEFAULTS`).
 """
 
 import glob
@@ -14,10 +25,12 @@ import zlib
 import grain
 import numpy as np
 
+from jaxformers.config_fields import ConfigError
+
 EOS_ID = 257  # ids 0-255 are bytes, 256 is reserved for padding
 
 DEFAULT_VALIDATION_FRACTION = 0.05  # of the files, by hash of their path
-_TEXT_KEYS = {"name", "seq_len", "paths", "validation_fraction", "max_bytes", "seed"}
+_TEXT_KEYS = {"name", "seq_len", "paths", "validation_fraction", "max_bytes", "seed", "segment_ids"}
 
 
 def stdlib_files() -> list[str]:
@@ -65,11 +78,26 @@ def load_token_stream(files, *, split: str, validation_fraction: float, max_byte
     return np.concatenate(chunks)[:max_bytes]
 
 
-class PackedWindows:
-    """Random-access source: record i = tokens[i*L : i*L + L + 1] -> inputs / targets."""
+def document_segments(inputs: np.ndarray, eos_id: int = EOS_ID):
+    """(segment_ids, positions) [T] int32 of one packed window of input tokens.
 
-    def __init__(self, tokens: np.ndarray, seq_len: int):
-        self.tokens, self.seq_len = tokens, seq_len
+    A new document starts at every EOS after the first token (the separator opens the document
+    it precedes): segment ids count documents from 1, positions restart at 0 at each start.
+    """
+    starts = inputs == eos_id
+    starts[0] = True
+    segment_ids = np.cumsum(starts, dtype=np.int32)
+    index = np.arange(inputs.size, dtype=np.int32)
+    start_of_segment = np.maximum.accumulate(np.where(starts, index, 0))
+    return segment_ids, index - start_of_segment
+
+
+class PackedWindows:
+    """Random-access source: record i = tokens[i*L : i*L + L + 1] -> inputs / targets, and
+    per-document segment_ids / positions of the inputs when `segment_ids` is True."""
+
+    def __init__(self, tokens: np.ndarray, seq_len: int, *, segment_ids: bool = True):
+        self.tokens, self.seq_len, self.segment_ids = tokens, seq_len, segment_ids
         self.num_records = (tokens.size - 1) // seq_len
         if self.num_records < 1:
             raise ValueError(f"corpus of {tokens.size} tokens is shorter than seq_len={seq_len}")
@@ -80,7 +108,10 @@ class PackedWindows:
     def __getitem__(self, index):
         start = index * self.seq_len
         window = self.tokens[start : start + self.seq_len + 1].astype(np.int32)
-        return {"inputs": window[:-1], "targets": window[1:]}
+        record = {"inputs": window[:-1], "targets": window[1:]}
+        if self.segment_ids:
+            record["segment_ids"], record["positions"] = document_segments(record["inputs"])
+        return record
 
 
 def batched_iterator(source, *, split, seed, batch_size, process_index, process_count):
@@ -94,7 +125,8 @@ def batched_iterator(source, *, split, seed, batch_size, process_index, process_
 
 
 def build_text(data_config, *, split, seed, batch_size, process_index, process_count):
-    """Byte-level LM batches: inputs, targets, weights [batch, seq_len] (weights mask no token)."""
+    """Byte-level LM batches: inputs, targets [batch, seq_len], and segment_ids, positions
+    [batch, seq_len] unless data.segment_ids is False."""
     unknown = set(data_config.keys()) - _TEXT_KEYS
     if unknown:
         raise ValueError(f"unknown config key(s) data.{sorted(unknown)}; valid: {sorted(_TEXT_KEYS)}")
@@ -104,10 +136,17 @@ def build_text(data_config, *, split, seed, batch_size, process_index, process_c
         validation_fraction=data_config.get("validation_fraction", DEFAULT_VALIDATION_FRACTION),
         max_bytes=data_config.get("max_bytes"),
     )
-    source = PackedWindows(tokens, data_config.seq_len)
+    segment_ids = data_config.get("segment_ids", True)
+    if not isinstance(segment_ids, bool):
+        raise ConfigError(f"config.data.segment_ids={segment_ids!r}; expected True or False")
+    source = PackedWindows(tokens, data_config.seq_len, segment_ids=segment_ids)
     return batched_iterator(
-        source, split=split, seed=seed, batch_size=batch_size,
-        process_index=process_index, process_count=process_count,
+        source,
+        split=split,
+        seed=seed,
+        batch_size=batch_size,
+        process_index=process_index,
+        process_count=process_count,
     )
 
 
@@ -141,10 +180,16 @@ def build_synthetic(data_config, *, split, seed, batch_size, process_index, proc
     vocab = data_config.get("vocab", 32)
     num = data_config.get("num_records", 4096)
     source = MarkovSource(
-        vocab=vocab, seq_len=data_config.seq_len, num_records=num,
+        vocab=vocab,
+        seq_len=data_config.seq_len,
+        num_records=num,
         seed=1 if split == "validation" else 0,
     )
     return batched_iterator(
-        source, split=split, seed=seed, batch_size=batch_size,
-        process_index=process_index, process_count=process_count,
+        source,
+        split=split,
+        seed=seed,
+        batch_size=batch_size,
+        process_index=process_index,
+        process_count=process_count,
     )

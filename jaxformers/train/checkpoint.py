@@ -40,6 +40,13 @@ ALLOWED_ON_RESUME = (
     "model.weight_grad_matmul", "model.layer_loop",  # CPU fast paths: same parameters either way
     "grad_accum_steps",  # same batch, same update, split into micro-batches
 )
+# Fields added after checkpoints were written with the behaviour they now switch: (does it
+# apply to this stored config, the value the old run trained with). A checkpoint without the field
+# resumes with that value, so the run continues as it started.
+LEGACY_DEFAULTS = {
+    # packed text before document masking: no segment_ids / positions in the batch
+    "data.segment_ids": (lambda stored: stored.get("data.name") == "text", False),
+}
 DAMAGED_DIR = "damaged_checkpoints"
 
 
@@ -151,6 +158,40 @@ def config_differences(stored: dict, config) -> list[str]:
         for key in sorted(old.keys() & new.keys())
         if old[key] != new[key] and not any(fnmatch.fnmatchcase(key, p) for p in ALLOWED_ON_RESUME)
     ]
+
+
+def with_legacy_defaults(config, workdir: str):
+    """`config`, or a copy with the `LEGACY_DEFAULTS` of fields that the newest checkpoint in
+    `workdir` predates (e.g. data.segment_ids=False for a run begun before packed masking)."""
+    if not os.path.isdir(checkpoint_dir(workdir)):
+        return config
+    manager = make_manager(workdir, read_only=True)
+    try:
+        step = manager.latest_step()
+        if step is None:
+            return config
+        with _quiet_failed_reads():
+            stored = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+    except Exception:  # noqa: BLE001  (unreadable: restore_latest reports it in one line)
+        return config
+    finally:
+        manager.close()
+    stored = _flatten(dict(stored["config"]))
+    missing = {key: old for key, (applies, old) in LEGACY_DEFAULTS.items()
+               if key not in stored and applies(stored)}
+    if not missing:
+        return config
+    config = config.copy_and_resolve_references()
+    with config.unlocked():
+        for key, old in missing.items():
+            parent, field = key.rsplit(".", 1)
+            node = config
+            for part in parent.split("."):
+                node = node[part]
+            node[field] = old
+    logging.info("checkpoint in %s predates %s: resuming with %s", workdir, sorted(missing),
+                 missing)
+    return config
 
 
 @contextlib.contextmanager

@@ -28,7 +28,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.model_family = "decoder"
     c.model = model_config_dict()  # every ModelConfig field, so any can be overridden
     c.model.update(dict(vocab_size=264, embed_dim=128, num_layers=2, num_heads=4, max_len=128))
-    c.data = ml_collections.ConfigDict(dict(name="text", seq_len=128))
+    # segment_ids: packed documents masked from each other (data/text.py); False = leaky packing
+    c.data = ml_collections.ConfigDict(dict(name="text", seq_len=128, segment_ids=True))
     c.objective = "next_token"
     c.seed = 0
     c.batch_size = 16  # global, across all hosts and devices

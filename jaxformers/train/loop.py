@@ -58,6 +58,8 @@ def train_and_evaluate(config, workdir: str, devices=None, stop_at_step: int | N
 
 
 def _train(config, workdir: str, devices, stop_at_step: int | None) -> dict:
+    if config.checkpoint_every:  # a run begun by an older library resumes as it started
+        config = ckpt.with_legacy_defaults(config, workdir)
     exp = Experiment(config, workdir, devices)
     os.makedirs(workdir, exist_ok=True)
     manager = None
