@@ -5,7 +5,8 @@
 
 Presets (task, d, n = 2d+5 points): linear (d=5), sparse_linear (d=8, k=3), noisy_linear
 (d=5, σ=0.5), relu_net (d=5), conjunction and sparse_parity (d=10, 30 points). `mixer=` picks
-model.token_mixer (attention | gla | linear_attention) at equal depth and width. The evaluator
+model.token_mixer (attention | gla | linear_attention) at equal depth and width. `curriculum=K`
+turns on Garg et al.'s dimension / prompt-length curriculum, grown every K steps. The evaluator
 prints the error curve of the model and the baselines (OLS, 3-NN, averaging, lasso, Bayes ridge)
 on the same 512 fresh prompts.
 Measured (linear, attention, steps=3000, 512 prompts, docs/icl.md): squared error / d at
@@ -26,7 +27,7 @@ PRESETS = {
 
 
 def get_config(arg=None):
-    args = parse_config_arg(arg, preset="linear", steps=2000, mixer="attention", size="small")
+    args = parse_config_arg(arg, preset="linear", steps=2000, mixer="attention", size="small", curriculum=0)
     preset = args["preset"]
     if preset not in PRESETS:
         raise ValueError(f"config arg {preset!r}; expected one of {sorted(PRESETS)}")
@@ -35,12 +36,31 @@ def get_config(arg=None):
     c.model_family = "icl_transformer"
     c.objective = "icl_boolean" if data["task"] in ("conjunction", "sparse_parity") else "icl_functions"
     width, layers = (64, 3) if args["size"] == "small" else (256, 12)  # Garg et al.'s tiny / standard
-    c.model.update(dict(embed_dim=width, num_layers=layers, num_heads=2 if width == 64 else 8,
-                        max_len=2 * data["num_points"], token_mixer=args["mixer"],
-                        feed_forward="swiglu", init_std=0.02))
+    c.model.update(
+        dict(
+            embed_dim=width,
+            num_layers=layers,
+            num_heads=2 if width == 64 else 8,
+            max_len=2 * data["num_points"],
+            token_mixer=args["mixer"],
+            feed_forward="swiglu",
+            init_std=0.02,
+        )
+    )
     c.model.gla.chunk_size = 16
     c.model.linear_attention.chunk_size = 16
     c.data.update(data)
+    # Garg et al.'s curriculum, scaled to the preset: from ~d/2 dimensions and ~n/3 points, +1 / +2
+    # every `curriculum` steps (0: off); boolean tasks grow the prompt length only
+    d, n = data["dim"], data["num_points"]
+    grows_dims = data["task"] not in ("conjunction", "sparse_parity")
+    c.data.curriculum = dict(
+        dims_start=max(2, d // 2) if grows_dims else d,
+        dims_increment=1,
+        points_start=max(2, n // 3),
+        points_increment=2,
+        every=args["curriculum"],
+    )
     c.batch_size = 64
     c.num_steps = args["steps"]
     c.learning_rate = 1e-3

@@ -22,6 +22,8 @@ NAME = "icl_functions"
 flags.DEFINE_string("preset", "linear", "configs/icl_functions.py preset.")
 flags.DEFINE_list("mixers", ["attention"], "model.token_mixer values, trained at equal size and steps.")
 flags.DEFINE_integer("steps", 3000, "Training steps per mixer.")
+flags.DEFINE_integer("curriculum", 0, "Grow the curriculum every this many steps (0: off).")
+flags.DEFINE_float("learning_rate", 1e-3, "Peak Adam learning rate (warm-up, cosine to 10%).")
 flags.DEFINE_string("root", "runs/icl_functions", "Parent of the workdirs.")
 FLAGS = flags.FLAGS
 
@@ -43,7 +45,7 @@ def curves_from(metrics: dict) -> dict:
     return {name: [c[i] for i in sorted(c)] for name, c in out.items()}
 
 
-def plot(results: dict):
+def plot(results: dict, keys: list):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -51,7 +53,8 @@ def plot(results: dict):
 
     fig, ax = plt.subplots(figsize=(6, 4))
     baselines_done = set()
-    for key, r in results.items():
+    for key in keys:
+        r = results[key]
         for name, c in r["curves"].items():
             if name == "model":
                 ax.plot(c, "o-", label=f"transformer ({key})")
@@ -70,19 +73,37 @@ def main(argv):
     from jaxformers.train import train_and_evaluate
     from jaxformers.train.metrics import read_metrics
 
+    keys = []
     for mixer in FLAGS.mixers:
-        config = get_config(f"{FLAGS.preset},steps={FLAGS.steps},mixer={mixer}")
+        config = get_config(f"{FLAGS.preset},steps={FLAGS.steps},mixer={mixer},curriculum={FLAGS.curriculum}")
         config.eval_every = FLAGS.steps
-        workdir = os.path.join(FLAGS.root, f"{FLAGS.preset}_{mixer}_{FLAGS.steps}")
+        config.learning_rate = FLAGS.learning_rate
+        suffix = (f"_c{FLAGS.curriculum}" if FLAGS.curriculum else "") + (
+            f"_lr{FLAGS.learning_rate:g}" if FLAGS.learning_rate != 1e-3 else ""
+        )
+        workdir = os.path.join(FLAGS.root, f"{FLAGS.preset}_{mixer}_{FLAGS.steps}{suffix}")
         done = [r for r in read_metrics(workdir, "validation") if r["step"] == FLAGS.steps]
         final = done[-1] if done else train_and_evaluate(config, workdir)  # a finished run is reused
         curves = curves_from(final)
         ratio = [m / o if o > 1e-6 else None for m, o in zip(curves["model"], curves["ols"])]
-        results = _results.save_variant(NAME, f"{FLAGS.preset}/{mixer}/{FLAGS.steps}", dict(
-            preset=FLAGS.preset, mixer=mixer, steps=FLAGS.steps, loss=float(final["loss"]),
-            curves=curves, model_over_ols=ratio))
+        key = f"{FLAGS.preset}/{mixer}/{FLAGS.steps}{suffix}"
+        keys.append(key)
+        results = _results.save_variant(
+            NAME,
+            key,
+            dict(
+                preset=FLAGS.preset,
+                mixer=mixer,
+                steps=FLAGS.steps,
+                curriculum=FLAGS.curriculum,
+                learning_rate=FLAGS.learning_rate,
+                loss=float(final["loss"]),
+                curves=curves,
+                model_over_ols=ratio,
+            ),
+        )
         print(mixer, "model/ols per n:", ratio)
-    print("figure:", plot(results))
+    print("figure:", plot(results, keys))
 
 
 if __name__ == "__main__":

@@ -21,45 +21,74 @@ def check_covariance(covariance, d: int, field: str = "covariance") -> np.ndarra
     if c.shape != (d, d):
         raise ValueError(f"{field} must be a [d={d}] diagonal or a [d, d] matrix; got shape {c.shape}")
     if not np.allclose(c, c.T) or np.linalg.eigvalsh(c).min() <= 0:
-        raise ValueError(f"{field} must be symmetric positive definite; smallest eigenvalue "
-                         f"{np.linalg.eigvalsh((c + c.T) / 2).min():.3g}")
+        raise ValueError(
+            f"{field} must be symmetric positive definite; smallest eigenvalue "
+            f"{np.linalg.eigvalsh((c + c.T) / 2).min():.3g}"
+        )
     return c
 
 
-def gaussian_inputs(rng, batch: int, n: int, d: int, covariance=None, dtype=jnp.float32):
-    """x ~ N(0, Σ) (Σ = I by default): [B, n, d]."""
+def curriculum_value(step, start: int, end: int, increment: int, every: int):
+    """min(end, start + increment * floor(step / every)): Garg et al. 2022 (arXiv 2208.01066,
+    §4 "Curriculum"; their curriculum.py) grow the active dimension and the prompt length by a
+    fixed increment every `every` steps. A function of the step alone, so resume is exact.
+    Works on Python ints and traced scalars."""
+    return jnp.minimum(end, start + increment * (step // every))
+
+
+def active_mask(d: int, active_dims, dtype=jnp.float32) -> jax.Array:
+    """[d]: 1 on the first `active_dims` coordinates, 0 on the rest (None: all active)."""
+    if active_dims is None:
+        return jnp.ones((d,), dtype)
+    return (jnp.arange(d) < active_dims).astype(dtype)
+
+
+def gaussian_inputs(rng, batch: int, n: int, d: int, covariance=None, dtype=jnp.float32, active_dims=None):
+    """x ~ N(0, Σ) (Σ = I by default): [B, n, d]; coordinates >= active_dims are set to 0
+    (Garg et al.'s dimension curriculum: the input stays d-dimensional)."""
     x = jax.random.normal(rng, (batch, n, d), dtype)
-    if covariance is None:
-        return x
-    chol = np.linalg.cholesky(check_covariance(covariance, d))
-    return x @ jnp.asarray(chol.T, dtype)
+    if covariance is not None:
+        x = x @ jnp.asarray(np.linalg.cholesky(check_covariance(covariance, d)).T, dtype)
+    return x if active_dims is None else x * active_mask(d, active_dims, dtype)
 
 
-def linear(rng, batch: int, n: int, d: int, *, covariance=None, noise_std: float = 0.0,
-           w_scale: float = 1.0, dtype=jnp.float32):
+def linear(
+    rng,
+    batch: int,
+    n: int,
+    d: int,
+    *,
+    covariance=None,
+    noise_std: float = 0.0,
+    w_scale: float = 1.0,
+    dtype=jnp.float32,
+    active_dims=None,
+):
     """y = w·x + σε, w ~ N(0, τ² I), x ~ N(0, Σ) (Garg et al. 2022 §3; noise: Akyürek et al. 2023 §2)."""
     kx, kw, ke = jax.random.split(rng, 3)
-    x = gaussian_inputs(kx, batch, n, d, covariance, dtype)
+    x = gaussian_inputs(kx, batch, n, d, covariance, dtype, active_dims)
     w = w_scale * jax.random.normal(kw, (batch, d), dtype)
     y = jnp.einsum("bnd,bd->bn", x, w) + noise_std * jax.random.normal(ke, (batch, n), dtype)
     return x, y
 
 
-def sparse_linear(rng, batch: int, n: int, d: int, *, k: int = 3, dtype=jnp.float32):
-    """y = w·x with w ~ N(0, I) and all but k uniformly chosen coordinates zeroed (Garg et al. §3)."""
+def sparse_linear(rng, batch: int, n: int, d: int, *, k: int = 3, dtype=jnp.float32, active_dims=None):
+    """y = w·x with w ~ N(0, I) and all but k uniformly chosen coordinates zeroed (Garg et al. §3).
+    Under the dimension curriculum the support is drawn among the active coordinates (their code)."""
     if not 1 <= k <= d:
         raise ValueError(f"sparsity k={k} must satisfy 1 <= k <= d={d}")
     kx, kw, ks = jax.random.split(rng, 3)
-    x = gaussian_inputs(kx, batch, n, d, None, dtype)
-    ranks = jnp.argsort(jnp.argsort(jax.random.uniform(ks, (batch, d)), axis=-1), axis=-1)
+    x = gaussian_inputs(kx, batch, n, d, None, dtype, active_dims)
+    u = jax.random.uniform(ks, (batch, d)) + 1.0 - active_mask(d, active_dims)  # inactive rank last
+    ranks = jnp.argsort(jnp.argsort(u, axis=-1), axis=-1)
     w = jnp.where(ranks < k, jax.random.normal(kw, (batch, d), dtype), 0.0)
     return x, jnp.einsum("bnd,bd->bn", x, w)
 
 
-def relu_net(rng, batch: int, n: int, d: int, *, hidden: int = 100, dtype=jnp.float32):
+def relu_net(rng, batch: int, n: int, d: int, *, hidden: int = 100, dtype=jnp.float32, active_dims=None):
     """y = sqrt(2/h) Σ_r v_r ReLU(w_r·x), W ~ N(0, 1) [d, h], v ~ N(0, 1) [h] (Garg et al. §3)."""
     kx, k1, k2 = jax.random.split(rng, 3)
-    x = gaussian_inputs(kx, batch, n, d, None, dtype)
+    x = gaussian_inputs(kx, batch, n, d, None, dtype, active_dims)
     w1 = jax.random.normal(k1, (batch, d, hidden), dtype)
     w2 = jax.random.normal(k2, (batch, hidden), dtype)
     h = jax.nn.relu(jnp.einsum("bnd,bdh->bnh", x, w1))
@@ -70,8 +99,9 @@ def _signs(rng, shape, dtype):
     return jnp.where(jax.random.bernoulli(rng, 0.5, shape), 1.0, -1.0).astype(dtype)
 
 
-def conjunction(rng, batch: int, n: int, d: int, *, p_literal: float = 0.15,
-                p_force: float = 0.3, dtype=jnp.float32):
+def conjunction(
+    rng, batch: int, n: int, d: int, *, p_literal: float = 0.15, p_force: float = 0.3, dtype=jnp.float32
+):
     """Boolean conjunction over x ∈ {±1}^d: each coordinate is a positive / negative literal with
     probability p_literal each (w_j ∈ {+1, -1, 0}); y = sign(x·w - (||w||₁ - 1)) = +1 iff every
     literal holds. A fraction p_force of inputs is set to satisfy it, to balance labels
@@ -97,6 +127,9 @@ def sparse_parity(rng, batch: int, n: int, d: int, *, k: int = 2, dtype=jnp.floa
     return x, y
 
 
+# tasks whose samplers take `active_dims` (the dimension curriculum); boolean ones do not
+CURRICULUM_DIM_TASKS = ("linear", "sparse_linear", "relu_net")
+
 TASKS = {
     "linear": linear,
     "sparse_linear": sparse_linear,
@@ -104,6 +137,7 @@ TASKS = {
     "conjunction": conjunction,
     "sparse_parity": sparse_parity,
 }
+
 
 # E y² under each class (Garg et al.'s normaliser for the error curve): d, k, ~d, 1, 1.
 def error_scale(task: str, d: int, k: int = 3, w_scale: float = 1.0) -> float:
