@@ -32,6 +32,9 @@ class AttentionOptions:
     block_q: int = 128
     block_kv: int = 128
     qk_norm: bool = False
+    # xla path, causal: query blocks of this size skip the key blocks above the diagonal and are
+    # rematerialised (ops.attention.causal_block_attention); 0 computes the full T x T square
+    causal_block_size: int = 0
     # Outlier-free attention (Bondarenko, Nagel & Blankevoort 2023, arXiv 2306.12929):
     # clipped: clip((zeta - gamma) softmax + gamma, 0, 1) (eq. 4.1; OPT script: gamma = -12/T)
     softmax: Literal["softmax", "clipped"] = "softmax"
@@ -44,6 +47,8 @@ class AttentionOptions:
     def validate(self, model: "ModelConfig") -> None:
         need(self.block_q > 0 and self.block_kv > 0,
              f"model.attention.block_q={self.block_q} and block_kv={self.block_kv} must be positive")
+        need(self.causal_block_size >= 0,
+             f"model.attention.causal_block_size={self.causal_block_size} must be >= 0 (0 = off)")
         if self.softmax == "clipped":
             need(self.gamma <= 0, f"model.attention.gamma={self.gamma} must be <= 0 (clipped softmax)")
             need(self.zeta >= 1, f"model.attention.zeta={self.zeta} must be >= 1 (clipped softmax)")

@@ -110,3 +110,47 @@ def dot_product_attention(
         probs = jnp.where(full_mask[:, :, None], probs, 0.0)
     out = jnp.einsum("bkgts,bskd->btkgd", probs.astype(v.dtype), v)
     return out.reshape(batch, q_len, num_heads, head_dim).astype(q.dtype)
+
+
+def causal_block_attention(
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    *,
+    block_size: int,
+    segment_ids: jax.Array | None = None,
+    scale: float | None = None,
+    gamma: float = 0.0,
+    zeta: float = 1.0,
+) -> jax.Array:
+    """Causal `dot_product_attention` that skips the key blocks above the diagonal.
+
+    Query block i (rows [i*b, (i+1)*b)) attends only to keys [0, (i+1)*b): with n = T/b blocks
+    the scores, softmax and their residuals cover (n+1)/2n of the T x T square instead of all of
+    it (the block skipping of FlashAttention, Dao et al. 2022, arXiv 2205.14135 §3.1, here as
+    n static slices for XLA, not a kernel). Each block is rematerialised in the backward pass, so
+    no [B, H, b, T] float32 probabilities are kept between the passes. Equal to
+    `dot_product_attention(causal=True)`; T must be a multiple of block_size (else it falls back
+    to the full square).
+    """
+    length = q.shape[1]
+    if length % block_size or length <= block_size:
+        return dot_product_attention(q, k, v, causal=True, segment_ids=segment_ids, scale=scale,
+                                     gamma=gamma, zeta=zeta)
+
+    @jax.checkpoint
+    def block(q_block, k_prefix, v_prefix, q_segments, kv_segments, offset):
+        mask = (offset + jnp.arange(q_block.shape[1]))[:, None] >= jnp.arange(k_prefix.shape[1])[None]
+        return dot_product_attention(
+            q_block, k_prefix, v_prefix, causal=False, mask=mask[None, None],
+            segment_ids=q_segments, kv_segment_ids=kv_segments, scale=scale, gamma=gamma, zeta=zeta,
+        )
+
+    outputs = []
+    for start in range(0, length, block_size):  # n static blocks, not a loop over tokens
+        stop = start + block_size
+        q_segments = None if segment_ids is None else segment_ids[:, start:stop]
+        kv_segments = None if segment_ids is None else segment_ids[:, :stop]
+        outputs.append(block(q[:, start:stop], k[:, :stop], v[:, :stop], q_segments, kv_segments,
+                             start))
+    return jnp.concatenate(outputs, axis=1)
