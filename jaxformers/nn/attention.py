@@ -25,6 +25,11 @@ from jaxformers.ops.rope import apply_rope
 def attend(q, k, v, *, cfg: ModelConfig, segment_ids=None, mask=None, causal=None):
     """Dispatch to the ops/ reference or the Pallas kernel (cfg.attention.impl)."""
     causal = cfg.causal if causal is None else causal
+    if cfg.attention.impl == "xla" and mask is None and causal and cfg.attention.causal_block_size:
+        return attention_ops.causal_block_attention(
+            q, k, v, block_size=cfg.attention.causal_block_size, segment_ids=segment_ids,
+            **softmax_kwargs(cfg),
+        )
     if cfg.attention.impl == "xla" or mask is not None:
         return attention_ops.dot_product_attention(
             q, k, v, causal=causal, segment_ids=segment_ids, mask=mask, **softmax_kwargs(cfg)
