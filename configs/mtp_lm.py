@@ -2,8 +2,11 @@
 (Gloeckle et al. 2024, arXiv 2404.19737, §2).
 
   python launch/train.py --config=configs/mtp_lm.py:n=2 --workdir=runs/mtp2
+  python launch/train.py --config=configs/mtp_lm.py:n=2,kind=sequential --workdir=runs/mtp2_seq
   python launch/sample.py --workdir=runs/mtp2 --prompt="def " --temperature=0
 
+kind=parallel (default): n parallel heads; kind=sequential: head 1 plus n-1 DeepSeek-V3 MTP
+modules (arXiv 2412.19437, §2.2), lambda = 0.3 unless --config.model.mtp.loss_weight is set.
 Sizes: tiny = d 64, 2 trunk layers + n head blocks, seq 128, batch 16, 300 steps; small = the
 default run's d 128 with 3 trunk layers + n heads, 600 steps.
 
@@ -23,7 +26,7 @@ STEPS = {"tiny": 300, "small": 600}
 
 
 def get_config(arg: str | None = None):
-    args = parse_config_arg(arg, size="tiny", n=2)
+    args = parse_config_arg(arg, size="tiny", n=2, kind="parallel")
     if args["size"] not in SIZES:
         raise ValueError(f"size={args['size']!r}; expected one of {sorted(SIZES)}")
     c = base_config()
@@ -31,6 +34,7 @@ def get_config(arg: str | None = None):
     c.objective = "mtp"
     c.model.update(SIZES[args["size"]])
     c.model.mtp.num_future_tokens = args["n"]
+    c.model.mtp.kind = args["kind"]
     c.model.max_len = 160  # room for speculative decoding past seq_len
     c.data.seq_len = 128
     c.batch_size = 16

@@ -5,8 +5,9 @@ equal steps, and self-speculative decoding (acceptance, tokens/s) against greedy
       # -> experiments/results/mtp_byte_lm.json
 
 Each n trains configs/mtp_lm.py:size=...,n=... in --root/n{n} (reused if finished), then decodes
---new_tokens bytes greedily from --prompt with both decoders (batch 1, compiled first, then --reps
-interleaved timings of each in one process; medians reported). A finished run is reused, so running
+--new_tokens bytes greedily from each of --num_prompts windows of validation text with both
+decoders (batch 1, compiled first, then --reps interleaved timings of each in one process; the
+medians are summed over prompts). A finished run is reused, so running
 again re-measures decoding only.
 """
 
@@ -24,7 +25,9 @@ flags.DEFINE_list("ns", ["1", "2", "4"], "Numbers of future tokens n.")
 flags.DEFINE_integer("steps", 300, "Training steps (equal for every n).")
 flags.DEFINE_string("size", "tiny", "configs/mtp_lm.py size.")
 flags.DEFINE_string("root", "runs/mtp_byte_lm", "Workdirs go in root/n{n}.")
-flags.DEFINE_string("prompt", "    def __init__(self", "Decoding prompt.")
+flags.DEFINE_string("prompt", "", "Decoding prompt; empty = --num_prompts windows of validation text.")
+flags.DEFINE_integer("num_prompts", 8, "Validation-text prompts to decode from.")
+flags.DEFINE_integer("prompt_len", 48, "Bytes per validation-text prompt.")
 flags.DEFINE_integer("new_tokens", 96, "Bytes to decode.")
 flags.DEFINE_integer("reps", 7, "Timed decoding repetitions per decoder (interleaved).")
 flags.DEFINE_bool("plot_only", False, "Only redraw the figure from the JSON.")
@@ -64,6 +67,26 @@ def _degeneracy(tokens) -> dict:
     }
 
 
+def validation_prompts(config, count: int, length: int) -> list:
+    """`count` byte windows of `length`, evenly spaced over the validation split, none crossing a
+    file boundary: real code the model has not trained on."""
+    import numpy as np
+
+    from jaxformers.data.text import DEFAULT_VALIDATION_FRACTION, load_token_stream, resolve_files
+
+    data = config.data
+    stream = load_token_stream(
+        resolve_files(data.get("paths")), split="validation", max_bytes=data.get("max_bytes"),
+        validation_fraction=data.get("validation_fraction", DEFAULT_VALIDATION_FRACTION),
+    )  # fmt: skip
+    prompts = []
+    for start in np.linspace(0, stream.size - length - 1, 4 * count).astype(int):
+        window = stream[start : start + length]
+        if window.max() < 256 and len(prompts) < count:
+            prompts.append(window.astype(np.int32))
+    return prompts
+
+
 def decode(workdir: str, n: int) -> dict:
     import jax
     import jax.numpy as jnp
@@ -77,38 +100,61 @@ def decode(workdir: str, n: int) -> dict:
 
     config, variables, _ = load_variables(workdir)
     model = build_model(config.model_family, model_config_from(config.model))
-    prompt = jnp.asarray(np.frombuffer(FLAGS.prompt.encode(), np.uint8).astype(np.int32)[None])
-    (greedy, (spec, stats)), (t_greedy, t_spec), times = _interleaved_medians(
-        [
-            lambda: generate(
-                model,
-                variables,
-                prompt,
-                jax.random.PRNGKey(0),
-                max_new_tokens=FLAGS.new_tokens,
-                temperature=0.0,
-            ),
-            lambda: speculative_generate(model, variables, prompt, max_new_tokens=FLAGS.new_tokens),
-        ],
-        FLAGS.reps,
-    )
-    passes, accepted = int(stats["forward_passes"]), int(stats["accepted_drafts"])
-    continuation = np.asarray(greedy)[0, prompt.shape[1] :]
+    if FLAGS.prompt:
+        prompts = [np.frombuffer(FLAGS.prompt.encode(), np.uint8).astype(np.int32)]
+    else:
+        prompts = validation_prompts(config, FLAGS.num_prompts, FLAGS.prompt_len)
+    rows = []
+    for prompt in prompts:
+        prompt = jnp.asarray(prompt[None])
+        (greedy, (spec, stats)), (t_greedy, t_spec), times = _interleaved_medians(
+            [
+                lambda prompt=prompt: generate(model, variables, prompt, jax.random.PRNGKey(0),
+                                 max_new_tokens=FLAGS.new_tokens, temperature=0.0),
+                lambda prompt=prompt: speculative_generate(
+                    model, variables, prompt, max_new_tokens=FLAGS.new_tokens
+                ),
+            ],
+            FLAGS.reps,
+        )  # fmt: skip
+        continuation = np.asarray(greedy)[0, prompt.shape[1] :]
+        # Teacher-forced check of the acceptance rate: how often head i's argmax at a position of
+        # the greedy text is the greedy token i steps later (what a draft must match to be kept).
+        guesses = np.asarray(jnp.argmax(model.apply(variables, greedy, heads="all"), -1))[:, 0]
+        agreement = {
+            f"head{i}_agreement": float(np.mean(
+                guesses[i - 1, prompt.shape[1] - 1 : -i] == np.asarray(greedy)[0, prompt.shape[1] - 1 + i :]
+            ))
+            for i in range(2, n + 1)
+        }  # fmt: skip
+        rows.append({
+            "identical_to_greedy": bool(np.array_equal(np.asarray(greedy), np.asarray(spec))),
+            "forward_passes": int(stats["forward_passes"]),
+            "accepted_drafts": int(stats["accepted_drafts"]),
+            "greedy_s": t_greedy, "speculative_s": t_spec,
+            **_degeneracy(continuation),
+            **agreement,
+            "prompt": bytes(int(t) for t in np.asarray(prompt)[0]).decode("utf-8", "replace"),
+            "continuation": bytes(int(t) for t in continuation if t < 256).decode("utf-8", "replace"),
+        })  # fmt: skip
+    passes = sum(r["forward_passes"] for r in rows)
+    accepted = sum(r["accepted_drafts"] for r in rows)
+    t_greedy, t_spec = sum(r["greedy_s"] for r in rows), sum(r["speculative_s"] for r in rows)
+    new_tokens = FLAGS.new_tokens * len(rows)
     return {
-        "identical_to_greedy": bool(np.array_equal(np.asarray(greedy), np.asarray(spec))),
-        "forward_passes": passes,
-        "accepted_drafts": accepted,
+        "identical_to_greedy": all(r["identical_to_greedy"] for r in rows),
+        "prompts": len(rows), "reps": FLAGS.reps,
+        "forward_passes": passes, "accepted_drafts": accepted,
         "acceptance_rate": accepted / max(passes * (n - 1), 1),
-        "tokens_per_pass": FLAGS.new_tokens / (passes + 1),
-        "greedy_tokens_per_s": FLAGS.new_tokens / t_greedy,
-        "speculative_tokens_per_s": FLAGS.new_tokens / t_spec,
+        "tokens_per_pass": new_tokens / (passes + len(rows)),  # the prefill is one pass per prompt
+        "greedy_tokens_per_s": new_tokens / t_greedy,
+        "speculative_tokens_per_s": new_tokens / t_spec,
         "speed_up": t_greedy / t_spec,
-        "reps": FLAGS.reps,
-        "greedy_s": times[0],
-        "speculative_s": times[1],
-        "continuation": _degeneracy(continuation),
-        "text": bytes(int(t) for t in np.asarray(greedy)[0] if t < 256).decode("utf-8", "replace"),
-    }
+        "mean_distinct_tokens": float(np.mean([r["distinct_tokens"] for r in rows])),
+        "mean_top_token_share": float(np.mean([r["top_token_share"] for r in rows])),
+        **{k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k.endswith("_agreement")},
+        "per_prompt": rows,
+    }  # fmt: skip
 
 
 def plot(results: dict):
@@ -145,9 +191,12 @@ def main(argv):
         config.progress_bar = False
         workdir = os.path.join(FLAGS.root, f"{FLAGS.size}_{FLAGS.steps}_n{n}")
         valid = read_metrics(workdir, "validation") if os.path.exists(workdir) else []
-        start = time.perf_counter()
+        key = f"{FLAGS.size}_{FLAGS.steps}steps_n{n}"
+        train_wall_s = _results.load(NAME).get(key, {}).get("train_wall_s")  # of the reused run
         if not valid or valid[-1]["step"] < FLAGS.steps:
+            start = time.perf_counter()
             train_and_evaluate(config, workdir)
+            train_wall_s = time.perf_counter() - start
             valid = read_metrics(workdir, "validation")
         last = valid[-1]
         result = {
@@ -155,11 +204,11 @@ def main(argv):
             "size": FLAGS.size,
             "steps": FLAGS.steps,
             "workdir": workdir,
-            "train_wall_s": time.perf_counter() - start,
+            "train_wall_s": train_wall_s,
             "validation": {k: v for k, v in last.items() if k.startswith(("loss", "acc", "flops"))},
             "decoding": decode(workdir, n),
         }
-        _results.save_variant(NAME, f"{FLAGS.size}_{FLAGS.steps}steps_n{n}", result)
+        _results.save_variant(NAME, key, result)
         d = result["decoding"]
         print(
             f"n={n}: head-1 validation loss {last.get('loss_head1', last['loss']):.4f}  "

@@ -1,20 +1,60 @@
-"""Multi-token prediction decoder: a shared trunk and n parallel heads (Gloeckle et al. 2024,
-arXiv 2404.19737, §2).
+"""Multi-token prediction decoder: a shared trunk and n predictions per position, as parallel heads
+(Gloeckle et al. 2024, arXiv 2404.19737, §2) or as sequential MTP modules (DeepSeek-V3, arXiv
+2412.19437, §2.2).
 
 The trunk is the composed `Decoder` (embedding -> model.num_layers blocks, any token mixer, FFN,
-projection or modality setting); head i (i = 1..n, n = model.mtp.num_future_tokens) is one more
-`Block` on the trunk output z, followed by the shared final norm and the shared unembedding:
-P(x_{t+i} | x_{<=t}) = softmax(f_u(f_{h_i}(z_t))). Head 1 is the next-token head, so the module
-called plainly returns head 1's logits and decodes with `models.sampling.generate` like a Decoder;
-`heads="all"` returns every head's logits for the "mtp" objective and speculative decoding.
+projection or modality setting). Head 1, the next-token head, is one more `Block` on the trunk output
+z, followed by the shared final norm and the shared unembedding, for both kinds, so the module called
+plainly returns head 1's logits and decodes with `models.sampling.generate` like a Decoder.
+
+parallel (model.mtp.kind): head i = 1..n is its own `Block` on z,
+    P(x_{t+i} | x_{<=t}) = softmax(f_u(f_{h_i}(z_t)))                     (Gloeckle §2, eq. 2)
+sequential: depth k = 1..n-1 combines depth k-1's hidden state h^{k-1} (h^0 = head 1's block
+output) with the embedding of the token k steps ahead, then runs one `Block`,
+    h'^k_t = M_k [RMSNorm(Emb(x_{t+k})); RMSNorm(h^{k-1}_t)],  h^k = TRM_k(h'^k)
+    P(x_{t+k+1} | x_{<=t+k}) = softmax(OutHead(h^k_t))                     (DeepSeek-V3 eqs. 21-23)
+with the embedding and output head shared. The paper writes [h; emb]; the released weights and
+every implementation put the embedding first (`eh_proj(cat[enorm(emb), hnorm(h)])`), as here.
+`heads="all"` returns every prediction's logits [n, B, T, V] for the "mtp" objective.
 """
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxformers.config import ModelConfig
 from jaxformers.models.decoder import Block, Decoder, token_context
 from jaxformers.nn.context import Context
+from jaxformers.nn.norms import make_norm
+
+
+def shift_left(tokens: jax.Array, k: int) -> jax.Array:
+    """tokens [B, T] -> [B, T] with column t holding tokens[:, t+k] (zeros past the end; those
+    positions have no target k+1 steps ahead and carry no loss)."""
+    return jnp.pad(tokens[:, k:], ((0, 0), (0, k)))
+
+
+class SequentialMTPModule(nn.Module):
+    """One DeepSeek-V3 MTP depth (§2.2 eqs. 21-22): (h^{k-1}, Emb(x_{t+k})) [B, T, d] -> h^k."""
+
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, hidden: jax.Array, next_embedding: jax.Array, ctx: Context) -> jax.Array:
+        cfg = self.cfg
+        combined = jnp.concatenate(
+            [make_norm(cfg, "embed_norm")(next_embedding, ctx), make_norm(cfg, "hidden_norm")(hidden, ctx)],
+            axis=-1,
+        )
+        projected = nn.DenseGeneral(  # M_k in R^{d x 2d}
+            cfg.embed_dim,
+            use_bias=False,
+            kernel_init=nn.with_logical_partitioning(nn.initializers.normal(cfg.init_std), ("mlp", "embed")),
+            param_dtype=cfg.parameter_dtype,
+            dtype=cfg.activation_dtype,
+            name="proj",
+        )(combined)
+        return Block(cfg, name="block")(projected, ctx)[0]
 
 
 class MTPDecoder(Decoder):
@@ -22,13 +62,29 @@ class MTPDecoder(Decoder):
 
     def setup(self):
         super().setup()
-        block = nn.remat(Block, prevent_cse=False) if self.cfg.remat else Block
-        self.mtp_heads = [block(self.cfg) for _ in range(self.cfg.mtp.num_future_tokens)]
+        cfg = self.cfg
+        block = nn.remat(Block, prevent_cse=False) if cfg.remat else Block
+        n = cfg.mtp.num_future_tokens
+        if cfg.mtp.kind == "parallel":
+            self.mtp_heads = [block(cfg) for _ in range(n)]
+        else:
+            self.mtp_heads = [block(cfg)]
+            module = nn.remat(SequentialMTPModule, prevent_cse=False) if cfg.remat else SequentialMTPModule
+            self.mtp_modules = [module(cfg) for _ in range(n - 1)]
 
     def unembed(self, h: jax.Array, ctx: Context) -> jax.Array:
         h = self.final_norm(h, ctx)
         logits = self.embed.attend(h) if self.cfg.tie_embeddings else self.head(h)
         return logits.astype(jnp.float32)
+
+    def trunk(self, tokens: jax.Array, **context) -> jax.Array:
+        """tokens [B, T] -> z [B, T, d], the trunk output every head reads."""
+        return self.layers(self.embed(tokens), token_context(tokens, **context))[0]
+
+    def parallel_head(self, tokens: jax.Array, *, z: jax.Array, index: int, **context) -> jax.Array:
+        """Logits [B, T, V] of parallel head `index` (0-based) on the trunk output z."""
+        ctx = token_context(tokens, **context)
+        return self.unembed(self.mtp_heads[index](z, ctx)[0], ctx)
 
     def __call__(
         self,
@@ -45,11 +101,31 @@ class MTPDecoder(Decoder):
     ) -> jax.Array:
         if heads not in ("first", "all"):
             raise ValueError(f"heads={heads!r}; expected 'first' or 'all'")
-        ctx = token_context(tokens, positions=positions, segment_ids=segment_ids,
-                            modality_ids=modality_ids, step=step, active_experts=active_experts,
-                            decode=decode, deterministic=deterministic)
+        if decode and heads == "all" and self.cfg.mtp.kind == "sequential" and not self.is_initializing():
+            raise ValueError(
+                "heads='all' with decode=True needs model.mtp.kind='parallel' (a sequential "
+                "module reads the token k steps ahead, which decoding has not produced)"
+            )
+        ctx = token_context(
+            tokens,
+            positions=positions,
+            segment_ids=segment_ids,
+            modality_ids=modality_ids,
+            step=step,
+            active_experts=active_experts,
+            decode=decode,
+            deterministic=deterministic,
+        )
         z, _ = self.layers(self.embed(tokens), ctx)
         # init creates every head (and every head's decode cache) whichever heads are asked for
-        used = self.mtp_heads if heads == "all" or self.is_initializing() else self.mtp_heads[:1]
-        logits = [self.unembed(head(z, ctx)[0], ctx) for head in used]
+        every = heads == "all" or self.is_initializing()
+        if self.cfg.mtp.kind == "parallel":
+            used = self.mtp_heads if every else self.mtp_heads[:1]
+            logits = [self.unembed(head(z, ctx)[0], ctx) for head in used]
+        else:
+            hidden = self.mtp_heads[0](z, ctx)[0]
+            logits = [self.unembed(hidden, ctx)]
+            for k, module in enumerate(self.mtp_modules if every else (), start=1):
+                hidden = module(hidden, self.embed(shift_left(tokens, k)), ctx)
+                logits.append(self.unembed(hidden, ctx))
         return jnp.stack(logits) if heads == "all" else logits[0]

@@ -33,6 +33,9 @@ def speculative_generate(model, variables, prompt, *, max_new_tokens: int):
     if cfg.token_mixer != "attention":
         raise ValueError(f"speculative_generate needs model.token_mixer='attention' (a KV cache that "
                          f"can be rolled back); got {cfg.token_mixer!r}")
+    if cfg.mtp.kind != "parallel":
+        raise ValueError(f"speculative_generate drafts with parallel heads (model.mtp.kind='parallel'); "
+                         f"got {cfg.mtp.kind!r}")
     n = cfg.mtp.num_future_tokens
     batch, prompt_len = prompt.shape
     total = prompt_len + max_new_tokens
