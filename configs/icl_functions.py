@@ -6,7 +6,8 @@
 Presets (task, d, n = 2d+5 points): linear (d=5), sparse_linear (d=8, k=3), noisy_linear
 (d=5, σ=0.5), relu_net (d=5), conjunction and sparse_parity (d=10, 30 points). `mixer=` picks
 model.token_mixer (attention | gla | linear_attention) at equal depth and width. `curriculum=K`
-turns on Garg et al.'s dimension / prompt-length curriculum, grown every K steps. The evaluator
+turns on Garg et al.'s dimension / prompt-length curriculum, grown every K steps; `dim=`, `points=`
+override the preset's d and n. The evaluator
 prints the error curve of the model and the baselines (OLS, 3-NN, averaging, lasso, Bayes ridge)
 on the same 512 fresh prompts.
 Measured (linear, attention, steps=3000, 512 prompts, docs/icl.md): squared error / d at
@@ -27,11 +28,15 @@ PRESETS = {
 
 
 def get_config(arg=None):
-    args = parse_config_arg(arg, preset="linear", steps=2000, mixer="attention", size="small", curriculum=0)
+    args = parse_config_arg(
+        arg, preset="linear", steps=2000, mixer="attention", size="small", curriculum=0, dim=0, points=0
+    )
     preset = args["preset"]
     if preset not in PRESETS:
         raise ValueError(f"config arg {preset!r}; expected one of {sorted(PRESETS)}")
     data = dict(name="icl_functions") | PRESETS[preset]
+    data["dim"] = args["dim"] or data["dim"]  # dim=, points= override the preset's d and n
+    data["num_points"] = args["points"] or data["num_points"]
     c = base_config()
     c.model_family = "icl_transformer"
     c.objective = "icl_boolean" if data["task"] in ("conjunction", "sparse_parity") else "icl_functions"
@@ -47,8 +52,9 @@ def get_config(arg=None):
             init_std=0.02,
         )
     )
-    c.model.gla.chunk_size = 16
-    c.model.linear_attention.chunk_size = 16
+    # one chunk holds the 2n = 30 tokens of the d = 5 presets (the chunked scan is the slow part on CPU)
+    c.model.gla.chunk_size = 32
+    c.model.linear_attention.chunk_size = 32
     c.data.update(data)
     # Garg et al.'s curriculum, scaled to the preset: from ~d/2 dimensions and ~n/3 points, +1 / +2
     # every `curriculum` steps (0: off); boolean tasks grow the prompt length only
