@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxformers.config import ModelConfig
-from jaxformers.nn.context import Context
+from jaxformers.nn.context import Context, segments_for
 from jaxformers.nn.norms import RMSNorm
 from jaxformers.nn.projection import Projection
 from jaxformers.ops import attention as attention_ops
@@ -120,13 +120,14 @@ class Attention(nn.Module):
             k = RMSNorm(cfg, parametric=cfg.parametric_norms, name="key_norm")(k, ctx)
         q = apply_rope(q, ctx.positions, base=cfg.rope_base)
         k = apply_rope(k, ctx.positions, base=cfg.rope_base)
+        segment_ids = segments_for(ctx, "attention")
         if ctx.decode:
             k, v, mask = KVCache(cfg, name="cache")(k, v, ctx)
             out = attention_ops.dot_product_attention(
                 q, k, v, causal=mask is None, mask=mask, **softmax_kwargs(cfg)
             )
         else:
-            out = attend(q, k, v, cfg=cfg, segment_ids=ctx.segment_ids)
+            out = attend(q, k, v, cfg=cfg, segment_ids=segment_ids)
         if cfg.attention.gate == "per_head":
             out = out * HeadGate(cfg, name="gate")(x, ctx)[..., None].astype(out.dtype)
         out = out.reshape(batch, length, h * hd)

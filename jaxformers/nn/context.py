@@ -24,3 +24,12 @@ class Context:
     active_experts: jax.Array | None = None
     decode: bool = flax.struct.field(pytree_node=False, default=False)
     deterministic: bool = flax.struct.field(pytree_node=False, default=True)
+
+
+def segments_for(ctx: Context, token_mixer: str):
+    """ctx.segment_ids for training / prefill; a one-line error while decoding (a KV cache or a
+    recurrent state holds one document per row, so packed documents cannot be decoded)."""
+    if ctx.segment_ids is not None and ctx.decode:
+        raise ValueError(f"model.token_mixer={token_mixer!r}: decoding takes no segment_ids (one "
+                         "document per sequence); got segment_ids with decode=True")
+    return ctx.segment_ids

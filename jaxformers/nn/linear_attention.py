@@ -15,10 +15,9 @@ map, optional normaliser and a per-head RMSNorm of the output (fla's `output_nor
 
 Training and prefill use the chunked form; `ctx.decode` carries the recurrent state [B,H,Dk,Dv]
 in the "cache" collection (one token at a time with the recurrence, longer prompts chunked).
-Packed documents: `ctx.segment_ids` reset the state at every document start (ops/
-linear_attention.py), in the XLA forms. The Pallas GLA kernel has no resets: impl="pallas" with
-segment_ids is an error, impl="auto" takes the XLA path for such batches. Decoding takes no
-segment_ids (one document per sequence).
+Packed documents: `ctx.segment_ids` reset the state at every document start, in the XLA forms
+(ops/linear_attention.py) and in the Pallas GLA kernel (kernels/gla.py, forward and backward).
+Decoding takes no segment_ids (one document per sequence).
 """
 
 import flax.linen as nn
@@ -26,19 +25,11 @@ import jax
 import jax.numpy as jnp
 
 from jaxformers.config import ModelConfig
-from jaxformers.nn.context import Context
+from jaxformers.nn.context import Context, segments_for
 from jaxformers.nn.projection import Projection
 from jaxformers.ops import causal_linear_attention as cla_ops
 from jaxformers.ops import linear_attention as la_ops
 from jaxformers.ops.norms import rms_normalize
-
-
-def _segments(ctx: Context, name: str):
-    """ctx.segment_ids for training / prefill; an error while decoding (one document per row)."""
-    if ctx.segment_ids is not None and ctx.decode:
-        raise ValueError(f"token_mixer={name!r}: decoding takes no segment_ids (one document per "
-                         "sequence); got segment_ids with decode=True")
-    return ctx.segment_ids
 
 
 class RecurrentState(nn.Module):
@@ -73,10 +64,7 @@ class GatedLinearAttention(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, ctx: Context) -> jax.Array:
         cfg, opt = self.cfg, self.cfg.gla
-        segment_ids = _segments(ctx, "gla")
-        if segment_ids is not None and opt.impl == "pallas":
-            raise ValueError("model.gla.impl='pallas': the GLA kernel has no document resets; "
-                             "use impl='xla' or 'auto' with segment_ids (packed documents)")
+        segment_ids = segments_for(ctx, "gla")
         b, t, d = x.shape
         h = cfg.num_heads
         key_dim, value_dim = cfg.gla.dims(cfg.embed_dim)
@@ -101,16 +89,17 @@ class GatedLinearAttention(nn.Module):
         q, k, v, log_alpha = (_heads(a, h) for a in (q, k, v, log_alpha))
 
         def run(initial_state):
-            if initial_state is None and opt.impl != "xla" and segment_ids is None:
+            if initial_state is None and opt.impl != "xla":
                 from jaxformers.kernels.gla import gla  # late import: kernels are optional
                 from jaxformers.kernels.sharding import per_shard
 
-                def kernel(q, k, v, log_alpha):
-                    return gla(q, k, v, log_alpha, chunk_size=opt.chunk_size, impl=opt.impl)
+                def kernel(q, k, v, log_alpha, segment_ids):
+                    return gla(q, k, v, log_alpha, chunk_size=opt.chunk_size, impl=opt.impl,
+                               segment_ids=segment_ids)
 
                 # (out [B,T,H,Dv], state [B,H,Dk,Dv]) per device shard on a mesh.
-                return per_shard(kernel, q, k, v, log_alpha, head_dims=(2, 2, 2, 2),
-                                 out_head_dims=(2, 1))
+                return per_shard(kernel, q, k, v, log_alpha, segment_ids,
+                                 head_dims=(2, 2, 2, 2, None), out_head_dims=(2, 1))
             if t == 1 and initial_state is not None:
                 return la_ops.gla_recurrent(q, k, v, log_alpha, initial_state=initial_state)
             return la_ops.gla_chunked(
@@ -148,7 +137,7 @@ class LinearAttention(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, ctx: Context) -> jax.Array:
         cfg, opt = self.cfg, self.cfg.linear_attention
-        segment_ids = _segments(ctx, "linear_attention")
+        segment_ids = segments_for(ctx, "linear_attention")
         b, t, d = x.shape
         h, hd = cfg.num_heads, cfg.qk_head_dim
         q = Projection(cfg, h * hd, axes=("embed", "q_heads"), name="query", role="q")(x, ctx)

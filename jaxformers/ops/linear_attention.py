@@ -68,7 +68,7 @@ def _zeros_state(q, v, dtype):
     return jnp.zeros((b, h, dk, v.shape[-1]), dtype)
 
 
-def _document_index(segment_ids, q):
+def document_index(segment_ids, q):
     """[B, T] int32: 0 for the first document, +1 at every change of segment id (a state reset).
 
     None when segment_ids is None (one document)."""
@@ -95,7 +95,7 @@ def gla_recurrent(q, k, v, log_alpha, *, scale=None, initial_state=None, segment
     dt = _compute_dtype(q, k, v, log_alpha, initial_state)
     s0 = _zeros_state(q, v, dt) if initial_state is None else initial_state.astype(dt)
     qs = q.astype(dt) * _scale(q, scale)
-    doc = _document_index(segment_ids, q)
+    doc = document_index(segment_ids, q)
     reset = jnp.zeros(q.shape[:2], bool) if doc is None else jnp.diff(doc, axis=1, prepend=0) > 0
 
     def step(state_BHKV, inputs):
@@ -140,7 +140,7 @@ def _document_masks(segment_ids, q):
     state's document, last_doc [B,T]: token is in the final state's document), float masks."""
     b, t = q.shape[:2]
     causal = jnp.tril(jnp.ones((t, t), bool))[None]
-    doc = _document_index(segment_ids, q)
+    doc = document_index(segment_ids, q)
     if doc is None:
         ones = jnp.ones((b, t), q.dtype)
         return jnp.broadcast_to(causal, (b, t, t)), ones, ones
@@ -217,7 +217,7 @@ def _chunk_document_masks(segment_ids, q, n, c, t_pad, dtype):
     keep [B,N,1,1]: no reset inside the chunk (the entering state survives it);
     same [B,N,1,C,C]: query and key tokens are in the same document.
     """
-    doc = _document_index(segment_ids, q)
+    doc = document_index(segment_ids, q)
     if doc is None:
         return None
     b = q.shape[0]

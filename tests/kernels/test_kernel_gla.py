@@ -2,7 +2,8 @@
 
 The oracle is `gla_recurrent` (the token-by-token definition) for float32; the kernel differs
 only by summation order, so 1e-5 relative to the largest entry. Gradients cover q, k, v, the gate
-log_alpha and the initial state, through both outputs (out and final_state).
+log_alpha and the initial state, through both outputs (out and final_state). Packed documents
+(segment_ids) are checked the same way against the recurrence with its state resets.
 """
 
 import functools
@@ -78,6 +79,40 @@ def test_values_and_all_gradients_equal_recurrence_float32(name):
         assert _rel(got, want) < 1e-5
 
 
+def _packed(b, t, starts):
+    """[b, t] segment ids: row i's documents begin at starts[i] (ids need not start at 0)."""
+    ids = np.zeros((b, t), np.int32)
+    for i, row in enumerate(starts):
+        ids[i, list(row)] = 1
+    return jnp.asarray(np.cumsum(ids, axis=1) + 7)
+
+
+@pytest.mark.parametrize("sequential_grid", [False, True], ids=["gpu_driver", "tpu_driver"])
+def test_packed_documents_values_and_all_gradients_equal_recurrence_with_resets(sequential_grid):
+    """Boundaries inside sub-chunks, on a chunk's first row, two in one sub-chunk, a document of
+    one token, a chunk entirely inside one document; an initial state for the first document;
+    ragged T and two value tiles."""
+    b, t, h, dk, dv, chunk = 2, 45, 2, 16, 32, 32
+    segment_ids = _packed(b, t, [(5, 20, 21, 32, 40), (16, 17, 44)])
+    args, cts = _inputs(b, t, h, dk, dv, gate_scale=1.0, init=True, seed=1)
+
+    def kernel(*a):
+        return gla_kernel.gla(*a[:4], initial_state=a[4], segment_ids=segment_ids,
+                              chunk_size=chunk, impl="pallas", block_v=16,
+                              options=KernelOptions(sequential_grid=sequential_grid))
+
+    def ref(*a):
+        return gla_recurrent(*a[:4], initial_state=a[4], segment_ids=segment_ids)
+
+    (out, final), grads = _value_and_grads(kernel, args, cts)
+    (ref_out, ref_final), ref_grads = _value_and_grads(ref, args, cts)
+    assert _rel(out, ref_out) < 1e-5 and _rel(final, ref_final) < 1e-5
+    for got, want in zip(grads, ref_grads):
+        assert _rel(got, want) < 1e-5
+    unpacked = gla_recurrent(*args[:4], initial_state=args[4])[0]
+    assert _rel(out, unpacked) > 0.1  # the resets matter: the test can fail
+
+
 def test_bfloat16_within_the_references_own_bfloat16_error():
     args, cts = _inputs(1, 32, 1, 16, 16, gate_scale=1.0, init=False)
     exact = functools.partial(gla_recurrent)
@@ -128,8 +163,8 @@ def test_every_raw_kernel_output_is_written(sequential_grid):
     cum = jnp.cumsum(g, axis=3)
     gam, cum = cum[:, :, :, -1:], cum.reshape(b, h, t, dk)
     s0 = jnp.zeros((b, h, dv, dk))
-    out, sfin, states = gla_kernel._forward(q, k, v, cum, gam, s0, st)
-    grads = gla_kernel._backward(q, k, v, cum, gam, states, sfin, v, s0 + 1.0, st)
+    out, sfin, states = gla_kernel._forward(q, k, v, cum, gam, s0, None, None, st)
+    grads = gla_kernel._backward(q, k, v, cum, gam, None, None, states, sfin, v, s0 + 1.0, st)
     for x in (out, sfin, states, *grads):
         assert bool(jnp.isfinite(x).all())
 
@@ -154,6 +189,10 @@ def test_bad_input_raises_naming_the_argument():
         gla_kernel.gla(*args[:3], args[3][..., :4], impl="pallas")
     with pytest.raises(ValueError, match="dtype"):
         gla_kernel.gla(*args[:3], args[3].astype(jnp.int32), impl="pallas")
+    with pytest.raises(ValueError, match=r"segment_ids must be \[batch, time\]"):
+        gla_kernel.gla(*args[:4], segment_ids=jnp.zeros((1, 15), jnp.int32), impl="pallas")
+    with pytest.raises(ValueError, match="segment_ids must be integers"):
+        gla_kernel.gla(*args[:4], segment_ids=jnp.zeros((1, 16)), impl="pallas")
     with pytest.raises(ValueError, match="key dim"):
         big = jnp.zeros((1, 16, 1, 512))
         gla_kernel.gla(big, big, big, big, impl="pallas")

@@ -59,16 +59,19 @@ def test_flash_attention_forward_and_backward_lower(platform, segments):
 
 
 @pytest.mark.parametrize("platform", ["tpu", "cuda"])
-def test_gla_forward_and_backward_lower(platform):
+@pytest.mark.parametrize("segments", [False, True])
+def test_gla_forward_and_backward_lower(platform, segments):
     x, s0 = _sds(B, T, H // 2, D), _sds(B, H // 2, D, D, dtype=jnp.float32)
+    seg = _sds(B, T, dtype=jnp.int32)
 
-    def fwd(q, k, v, g, s0):
-        return gla(q, k, v, g, chunk_size=64, initial_state=s0, impl="pallas")
+    def fwd(q, k, v, g, s0, seg):
+        return gla(q, k, v, g, chunk_size=64, initial_state=s0, impl="pallas",
+                   segment_ids=seg if segments else None)
 
-    text = _lower(platform, fwd, x, x, x, x, s0)
+    text = _lower(platform, fwd, x, x, x, x, s0, seg)
     assert CUSTOM_CALL[platform] in text
     grad = jax.grad(lambda *a: _sum(fwd(*a)[0]) + _sum(fwd(*a)[1]), argnums=(0, 1, 2, 3, 4))
-    text = _lower(platform, grad, x, x, x, x, s0)
+    text = _lower(platform, grad, x, x, x, x, s0, seg)
     assert "gla_bwd" in text and CUSTOM_CALL[platform] in text
 
 

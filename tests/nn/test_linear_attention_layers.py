@@ -80,13 +80,12 @@ def test_packed_documents_equal_each_document_run_alone(mixer):
     assert not np.allclose(packed[:, 11:], model.apply(variables, tokens)[:, 11:], atol=1e-4)
 
 
-def test_segment_ids_errors_name_what_is_unsupported():
-    model, variables, tokens = _model("gla", gla=dict(chunk_size=16, impl="pallas"))
-    with pytest.raises(ValueError, match="model.gla.impl='pallas'"):
-        model.apply(variables, tokens, segment_ids=jnp.zeros_like(tokens))
-    model, variables, tokens = _model("gla")
+@pytest.mark.parametrize("mixer", ["gla", "linear_attention", "attention"])
+def test_decoding_with_segment_ids_is_a_one_line_error_naming_the_mixer(mixer):
+    """A KV cache or a recurrent state holds one document per row: packed rows cannot decode."""
+    model, variables, tokens = _model(mixer)
     cache = sampling.init_cache(model, 2)
-    with pytest.raises(ValueError, match="decoding takes no segment_ids"):
+    with pytest.raises(ValueError, match=f"model.token_mixer='{mixer}': decoding takes no segment_ids"):
         model.apply(variables | {"cache": cache}, tokens[:, :3], decode=True, mutable=["cache"],
                     segment_ids=jnp.zeros_like(tokens[:, :3]))
 
