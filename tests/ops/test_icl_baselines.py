@@ -77,27 +77,26 @@ def test_noiseless_ols_error_is_zero_once_prefix_reaches_d():
 
 def test_linear_sampler_covariance_and_noise():
     cov = np.array([[2.0, 0.5, 0.0], [0.5, 1.0, 0.0], [0.0, 0.0, 0.25]])
-    xs, ys = T.linear(jax.random.key(1), 8000, 10, 3, covariance=cov, noise_std=0.5,
-                      dtype=jnp.float64)
+    xs, ys = T.linear(jax.random.key(1), 8000, 10, 3, covariance=cov, noise_std=0.5, dtype=jnp.float64)
     flat = np.asarray(xs).reshape(-1, 3)
     np.testing.assert_allclose(np.cov(flat.T), cov, atol=0.02)
     np.testing.assert_allclose(np.mean(np.asarray(ys) ** 2), np.trace(cov) + 0.25, rtol=0.04)
 
 
 def test_sparse_linear_has_k_active_coordinates_and_power_k():
-    xs, ys = T.sparse_linear(jax.random.key(2), 2000, 40, 8, k=3, dtype=jnp.float64)
+    xs, ys = T.sparse_linear(jax.random.key(2), 1000, 20, 8, k=3, dtype=jnp.float64)
     np.testing.assert_allclose(np.mean(np.asarray(ys) ** 2), 3.0, rtol=0.06)
     w = np.asarray(B.ols_weights(xs[:5, :20], ys[:5, :20]))[:, -1]  # exact recovery, n > d
     assert np.all(np.sum(np.abs(w) > 1e-8, axis=-1) == 3)
 
 
 def test_relu_net_power_is_about_d_and_boolean_labels():
-    _, ys = T.relu_net(jax.random.key(3), 1000, 10, 6, dtype=jnp.float64)
+    _, ys = T.relu_net(jax.random.key(3), 300, 10, 6, dtype=jnp.float64)
     np.testing.assert_allclose(np.mean(np.asarray(ys) ** 2), 6.0, rtol=0.1)
-    xs, yc = T.conjunction(jax.random.key(4), 500, 40, 10, dtype=jnp.float64)
+    xs, yc = T.conjunction(jax.random.key(4), 200, 40, 10, dtype=jnp.float64)
     assert set(np.unique(np.asarray(xs))) == {-1.0, 1.0} and set(np.unique(np.asarray(yc))) <= {-1.0, 1.0}
     assert 0.3 < np.mean(np.asarray(yc) > 0) < 0.7  # forced satisfying examples balance labels
-    xs, yp = T.sparse_parity(jax.random.key(5), 500, 40, 10, k=2, dtype=jnp.float64)
+    xs, yp = T.sparse_parity(jax.random.key(5), 200, 40, 10, k=2, dtype=jnp.float64)
     assert abs(np.mean(np.asarray(yp))) < 0.03
     # y is the product of exactly two coordinates: some pair of columns reproduces it
     x0, y0 = np.asarray(xs[0]), np.asarray(yp[0])
