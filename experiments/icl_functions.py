@@ -1,7 +1,11 @@
 """In-context function learning: the error curve of a trained transformer against the baselines.
 
-  nice -n 10 python experiments/icl_functions.py --preset=linear --mixers=attention --steps=3000
-      -> experiments/results/icl_functions.{json,png}   (variant key "<preset>/<mixer>/<steps>")
+  nice -n 19 python experiments/icl_functions.py --preset=linear --mixers=attention \
+      --steps=8000 --curriculum=500
+  nice -n 19 python experiments/icl_functions.py --preset=linear \
+      --mixers=attention,linear_attention,gla --steps=1000 --curriculum=60
+      -> experiments/results/icl_functions.json (variant key "<preset>/<mixer>/<steps>[_c<K>]")
+         and icl_functions_<preset>_<mixers>_<steps>[_c<K>].png
 
 Trains configs/icl_functions.py (train.train_and_evaluate; workdirs under --root) once per token
 mixer and records the "icl_curve" evaluator's curves on the same 512 fresh prompts: squared error
@@ -45,7 +49,7 @@ def curves_from(metrics: dict) -> dict:
     return {name: [c[i] for i in sorted(c)] for name, c in out.items()}
 
 
-def plot(results: dict, keys: list):
+def plot(results: dict, keys: list, figure: str):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -65,7 +69,7 @@ def plot(results: dict, keys: list):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    return _results.save_figure(fig, NAME)
+    return _results.save_figure(fig, figure)
 
 
 def main(argv):
@@ -103,7 +107,8 @@ def main(argv):
             ),
         )
         print(mixer, "model/ols per n:", ratio)
-    print("figure:", plot(results, keys))
+    figure = f"{NAME}_{FLAGS.preset}_{'-'.join(FLAGS.mixers)}_{FLAGS.steps}{suffix}"
+    print("figure:", plot(results, keys, figure))
 
 
 if __name__ == "__main__":
