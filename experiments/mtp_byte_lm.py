@@ -30,6 +30,7 @@ flags.DEFINE_integer("num_prompts", 8, "Validation-text prompts to decode from."
 flags.DEFINE_integer("prompt_len", 48, "Bytes per validation-text prompt.")
 flags.DEFINE_integer("new_tokens", 96, "Bytes to decode.")
 flags.DEFINE_integer("reps", 7, "Timed decoding repetitions per decoder (interleaved).")
+flags.DEFINE_bool("decode", True, "Measure decoding (off: train and record the loss only).")
 flags.DEFINE_bool("plot_only", False, "Only redraw the figure from the JSON.")
 FLAGS = flags.FLAGS
 
@@ -163,13 +164,22 @@ def plot(results: dict):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = sorted(results.values(), key=lambda r: (r["size"], r["steps"], r["n"]))
-    labels = [f"n={r['n']}\n{r['size']}, {r['steps']} st" for r in rows]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.4))
-    a.bar(labels, [r["validation"].get("loss_head1", r["validation"]["loss"]) for r in rows])
-    a.set(ylabel="head-1 validation loss (nats/byte)", title="next-token loss at equal steps")
-    b.bar(labels, [r["decoding"]["tokens_per_pass"] for r in rows], label="tokens / forward pass")
-    b.bar(labels, [r["decoding"]["speed_up"] for r in rows], alpha=0.5, label="wall-clock speed-up")
+    rows = sorted(results.values(), key=lambda r: (r["size"], r["n"], r["steps"]))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for size in sorted({r["size"] for r in rows}):
+        for n in sorted({r["n"] for r in rows if r["size"] == size}):
+            pts = [r for r in rows if r["size"] == size and r["n"] == n and "flops" in r["validation"]]
+            if pts:
+                a.plot([r["validation"]["flops"] for r in pts],
+                       [r["validation"].get("loss_head1", r["validation"]["loss"]) for r in pts],
+                       "o-", label=f"{size}, n={n}")  # fmt: skip
+    a.set(xlabel="training matmul FLOPs", ylabel="head-1 validation loss (nats/byte)",
+          title="next-token loss vs compute")  # fmt: skip
+    a.legend(fontsize=8)
+    decoded = [r for r in rows if r.get("decoding") and "prompts" in r["decoding"]]
+    labels = [f"n={r['n']}\n{r['size']}, {r['steps']} st" for r in decoded]
+    b.bar(labels, [r["decoding"]["tokens_per_pass"] for r in decoded], label="tokens / forward pass")
+    b.bar(labels, [r["decoding"]["speed_up"] for r in decoded], alpha=0.5, label="wall-clock speed-up")
     b.set(title="self-speculative greedy decoding")
     b.legend(fontsize=8)
     fig.tight_layout()
@@ -206,16 +216,18 @@ def main(argv):
             "workdir": workdir,
             "train_wall_s": train_wall_s,
             "validation": {k: v for k, v in last.items() if k.startswith(("loss", "acc", "flops"))},
-            "decoding": decode(workdir, n),
+            "decoding": decode(workdir, n) if FLAGS.decode else None,
         }
         _results.save_variant(NAME, key, result)
-        d = result["decoding"]
         print(
-            f"n={n}: head-1 validation loss {last.get('loss_head1', last['loss']):.4f}  "
-            f"acceptance {d['acceptance_rate']:.3f}  tokens/pass {d['tokens_per_pass']:.2f}  "
-            f"greedy {d['greedy_tokens_per_s']:.0f} tok/s  speculative "
-            f"{d['speculative_tokens_per_s']:.0f} tok/s  identical {d['identical_to_greedy']}"
+            f"n={n}, {FLAGS.steps} steps: head-1 validation loss {last.get('loss_head1', last['loss']):.4f}"
         )
+        if d := result["decoding"]:
+            print(
+                f"  acceptance {d['acceptance_rate']:.3f}  tokens/pass {d['tokens_per_pass']:.2f}  "
+                f"greedy {d['greedy_tokens_per_s']:.0f} tok/s  speculative "
+                f"{d['speculative_tokens_per_s']:.0f} tok/s  identical {d['identical_to_greedy']}"
+            )
     print("wrote", _results.save_figure(plot(_results.load(NAME)), NAME))
 
 

@@ -73,17 +73,20 @@ def _loss_and_grads(cfg, batch, variables=None):
     return variables, jax.jit(jax.value_and_grad(loss, has_aux=True))(variables["params"])
 
 
-def test_lambda_weights_the_mean_of_the_depth_losses():
+def test_lambda_weights_the_mean_of_the_depth_losses(sequential):
+    model, variables, _, _ = sequential
     batch = _batch()
-    cfg = tiny_model_config(mtp={"num_future_tokens": N, "kind": "sequential"})
-    variables, ((loss, m), _) = _loss_and_grads(cfg, batch)
+    loss, m = mtp_loss(model, variables, batch, rng=jax.random.PRNGKey(2), step=jnp.int32(0), train=False)
     np.testing.assert_allclose(
         loss, m["loss_head1"] + 0.3 / 2 * (m["loss_head2"] + m["loss_head3"]), rtol=1e-6
-    )  # the paper's lambda = 0.3, D = 2
+    )  # fmt: skip  (the paper's lambda = 0.3, D = 2)
     zero = tiny_model_config(mtp={"num_future_tokens": N, "kind": "sequential", "loss_weight": 0.0})
     _, ((loss0, m0), grads0) = _loss_and_grads(zero, batch, variables)
-    assert loss0 == m0["loss_head1"] == m["loss_head1"]  # lambda = 0: the main loss alone
+    # lambda = 0: the main loss alone, and the modules get no gradient
+    np.testing.assert_allclose(loss0, m0["loss_head1"], rtol=1e-6)
+    np.testing.assert_allclose(m0["loss_head1"], m["loss_head1"], rtol=1e-5)
     assert all(not np.any(g) for g in jax.tree.leaves(grads0["mtp_modules_0"]))
+    assert np.any(grads0["mtp_heads_0"]["ffn_norm"]["scale"])
 
 
 def test_one_head_at_a_time_backward_gives_the_plain_gradients():
