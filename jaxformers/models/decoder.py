@@ -15,7 +15,7 @@ from jaxformers.nn.context import Context
 from jaxformers.nn.norms import make_norm
 
 # Collections whose variables live per layer and are stacked along the scanned axis.
-LAYER_COLLECTIONS = ("params", "constants", "cache", "aux_loss", "intermediates")
+LAYER_COLLECTIONS = ("params", "constants", "cache", "aux_loss", "intermediates", "quant_stats")
 
 
 def token_context(tokens: jax.Array, *, positions=None, segment_ids=None, modality_ids=None,

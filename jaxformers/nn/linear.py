@@ -34,14 +34,27 @@ class DenseProjection(nn.Module):
             (cfg.num_modalities, x.shape[-1], self.features),
             cfg.parameter_dtype,
         )
-        x = x.astype(cfg.activation_dtype)
-        kernel = kernel.astype(cfg.activation_dtype)
+        # promote_dtype (as nn.Dense does) rather than .astype: qwix intercepts it and leaves an
+        # already-quantized kernel as it is
+        x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=cfg.activation_dtype)
         canonical = cfg.canonical_matmul  # row-major weight gradients (the CPU fast path)
         if cfg.num_modalities == 1:
-            return matmul.matmul(x, kernel[0], canonical=canonical)
+            if canonical:
+                return matmul.matmul(x, kernel[0], canonical=True)
+            # One lax.dot_general on the whole [1, d_in, d_out] param (no slice): a quantization
+            # library that intercepts dot_general and traces the weight back to its param
+            # (qwix's find_param follows unary ops only) sees it and quantizes it per channel.
+            y = jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (1,)), ((), ())))
+            return y.reshape(*x.shape[:-1], self.features)
         if cfg.modality_dispatch == "grouped":
             opts = cfg.mot
-            return mot.grouped_matmul(x, kernel, ctx.modality_ids, impl=opts.grouped_impl,
-                                      tile_size=opts.tile_size, groups=opts.groups,
-                                      canonical=canonical)
+            return mot.grouped_matmul(
+                x,
+                kernel,
+                ctx.modality_ids,
+                impl=opts.grouped_impl,
+                tile_size=opts.tile_size,
+                groups=opts.groups,
+                canonical=canonical,
+            )
         return mot.modality_select_matmul(x, kernel, ctx.modality_ids, canonical=canonical)
