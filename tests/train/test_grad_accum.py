@@ -1,6 +1,8 @@
 """Gradient accumulation (config.grad_accum_steps): one step on a batch of 32 equals the same
-batch as 4 accumulated micro-batches of 8; MoE auxiliary losses and the MoT per-modality losses
-go through the scan; a step count that does not divide the per-device batch is one line."""
+batch as 4 accumulated micro-batches of 8 on a 4-device data-parallel mesh;
+MoE auxiliary losses and the MoT per-modality losses go through the scan; a step count that does
+not divide the per-device batch is one line. Experiments run on one device unless the test is
+about the mesh: the 8 simulated devices of the conftest would compile every step 8-way."""
 
 import jax
 import numpy as np
@@ -10,24 +12,39 @@ from jaxformers.config import ConfigError
 from jaxformers.testing import tiny_train_config
 from jaxformers.train.experiment import Experiment, split_micro_batches
 
+ONE_DEVICE = jax.devices()[:1]
 
-def _one_step(accum, **overrides):
+
+def _one_step(accum, devices=ONE_DEVICE, **overrides):
     config = tiny_train_config(batch_size=32, grad_accum_steps=accum, **overrides)
-    exp = Experiment(config)
+    exp = Experiment(config, devices=devices)
     state = exp.fresh_state()
     batch = exp.global_batch(next(exp.make_iterator("train")))
     new_state, metrics = exp.train_step(state, batch)
     return jax.device_get(new_state.params), jax.device_get(metrics)
 
 
-def test_batch_32_equals_4_accumulated_micro_batches_of_8():
-    params1, metrics1 = _one_step(1)
-    params4, metrics4 = _one_step(4)
-    np.testing.assert_allclose(metrics4["total_loss"], metrics1["total_loss"], rtol=1e-6)
-    np.testing.assert_allclose(metrics4["grad_norm"], metrics1["grad_norm"], rtol=1e-5)
-    for a, b in zip(jax.tree.leaves(params1), jax.tree.leaves(params4), strict=True):
+@pytest.fixture(scope="module")
+def whole_batch():
+    """One unaccumulated step on one device: the reference step."""
+    return _one_step(1)
+
+
+def _assert_same_step(step, reference):
+    (params, metrics), (ref_params, ref_metrics) = step, reference
+    np.testing.assert_allclose(metrics["total_loss"], ref_metrics["total_loss"], rtol=1e-6)
+    np.testing.assert_allclose(metrics["grad_norm"], ref_metrics["grad_norm"], rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(ref_params), jax.tree.leaves(params), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    assert set(metrics1) == set(metrics4)
+    assert set(metrics) == set(ref_metrics)
+
+
+def test_4_accumulated_micro_batches_of_8_on_a_4_device_mesh_equal_one_step_on_batch_32(whole_batch):
+    """Each device holds 8 rows, 2 of every micro-batch (interleaved split: no data moves); the
+    accumulated, data-parallel step equals the plain step on one device (one claim, one compile:
+    accumulation and the mesh together)."""
+    assert len(jax.devices()) >= 4
+    _assert_same_step(_one_step(4, devices=jax.devices()[:4]), whole_batch)
 
 
 def test_micro_batches_interleave_rows_and_cover_the_batch():
