@@ -2,6 +2,7 @@
 
   nice -n 10 python experiments/outlier_attention.py --steps=200
       -> experiments/results/outlier_attention.{json,png}
+  nice -n 10 python experiments/outlier_attention.py --steps=400 --quantize   # + qwix PTQ table
 
 Trains configs/outliers.py's three variants (train.train_and_evaluate, workdirs under --root) and
 records the "outliers" evaluator's curves (Bondarenko et al. 2023, arXiv 2306.12929, Table 2
@@ -23,6 +24,8 @@ SUMMARY = ("loss", "outliers/max_inf_norm", "outliers/avg_kurtosis", "outliers/m
 flags.DEFINE_integer("steps", 200, "Training steps per variant.")
 flags.DEFINE_string("root", "runs/outliers", "Parent of the three workdirs.")
 flags.DEFINE_list("variants", ["vanilla", "gated", "clipped"], "configs/outliers.py variants.")
+flags.DEFINE_bool("quantize", False, "Also quantize each checkpoint (qwix; FP32, W8A8, W4/W3 RTN, GPTQ).")
+flags.DEFINE_integer("calibration_batches", 8, "Training batches for GPTQ Hessians / W8A8 ranges.")
 FLAGS = flags.FLAGS
 
 
@@ -53,6 +56,31 @@ def plot(results: dict):
     return fig
 
 
+def quantization_rows(workdir: str, config) -> dict:
+    """launch/quantize.py's table for one checkpoint (the param lists shortened to counts)."""
+    import json
+
+    from jaxformers.train.quantize import SCHEME_NAMES, quantize_checkpoint
+
+    saved = os.path.join(workdir, "quantization.json")  # launch/quantize.py's output, if it matches
+    if os.path.exists(saved):
+        with open(saved) as f:
+            out = json.load(f)
+        if [r["scheme"] for r in out["rows"]] == list(SCHEME_NAMES) and out["calibration_batches"] == (
+            FLAGS.calibration_batches
+        ):
+            out["rows"] = [dict(r, quantized=len(r["quantized"])) for r in out["rows"]]
+            return out
+    out = quantize_checkpoint(
+        workdir,
+        list(SCHEME_NAMES),
+        calibration_batches=FLAGS.calibration_batches,
+        eval_batches=config.eval_batches,
+    )
+    out["rows"] = [dict(r, quantized=len(r["quantized"]), kept=r["kept"]) for r in out["rows"]]
+    return out
+
+
 def main(argv):
     del argv
     from jaxformers.train import train_and_evaluate
@@ -65,13 +93,23 @@ def main(argv):
         if not valid or valid[-1]["step"] < config.num_steps:
             train_and_evaluate(config, workdir)
             valid = read_metrics(workdir, "validation")
-        result = {"workdir": workdir, "num_steps": config.num_steps,
-                  "attention": dict(config.model.attention),
-                  "validation": {k: [r.get(k) for r in valid] for k in ("step",) + SUMMARY},
-                  "final_per_layer": {k: v for k, v in valid[-1].items() if k.startswith("outliers/")}}
+        result = {
+            "workdir": workdir,
+            "num_steps": config.num_steps,
+            "attention": dict(config.model.attention),
+            "validation": {k: [r.get(k) for r in valid] for k in ("step",) + SUMMARY},
+            "final_per_layer": {k: v for k, v in valid[-1].items() if k.startswith("outliers/")},
+        }
+        if FLAGS.quantize:
+            result["quantization"] = quantization_rows(workdir, config)
         results = _results.save_variant(NAME, f"{variant}_{FLAGS.steps}steps", result)
         last = valid[-1]
         print(f"{variant:8s} step {last['step']} " + "  ".join(f"{k}={last[k]:.3f}" for k in SUMMARY))
+        for r in result.get("quantization", {}).get("rows", []):
+            print(
+                f"    {r['scheme']:8s} loss={r['loss']:.4f} ppl={r['perplexity']:.3f} "
+                f"gap={r['gap_to_fp32']:+.4f}"
+            )
     shown = {k: v for k, v in results.items() if k.endswith(f"_{FLAGS.steps}steps")}
     print("wrote", _results.save_figure(plot(shown), NAME))
 
