@@ -64,7 +64,7 @@ def speculative_generate(model, variables, prompt, *, max_new_tokens: int):
         length, out, cache, drafts, passes, accepted = carry
         out = jax.lax.dynamic_update_slice(out, drafts, (0, length))
         greedy, cache = forward(cache, drafts, length)  # positions length .. length+n-1
-        k = jnp.min(accepted_length(drafts[:, 1:], greedy[0, :, :-1].T)) if n > 1 else 0
+        k = jnp.min(accepted_length(drafts[:, 1:], greedy[0, :, :-1])) if n > 1 else 0
         last = jax.lax.dynamic_index_in_dim(greedy, k, axis=2, keepdims=False).T  # [B, n]
         # The verifier's token replaces a rejected draft: position length+k+1 is head 1's e_1.
         cache = _set_cache_index(cache, length + k + 1)

@@ -44,6 +44,8 @@ def accepted_length(drafts: jax.Array, verified: jax.Array) -> jax.Array:
     drafts, verified: [B, K] int -> [B] int32 in [0, K]: the largest k with
     drafts[:, :k] == verified[:, :k].
     """
+    if drafts.shape != verified.shape:  # a transposed operand would broadcast silently
+        raise ValueError(f"drafts {drafts.shape} and verified {verified.shape} must have the same shape")
     match = (drafts == verified).astype(jnp.int32)
     return jnp.sum(jnp.cumprod(match, axis=1), axis=1).astype(jnp.int32)
 

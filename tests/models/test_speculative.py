@@ -17,8 +17,7 @@ def test_speculative_output_equals_greedy_token_for_token(n):
     model = MTPDecoder(cfg)
     prompt = jax.random.randint(jax.random.PRNGKey(3), (2, 5), 0, cfg.vocab_size)
     variables = model.init(jax.random.PRNGKey(0), prompt)
-    greedy = generate(model, variables, prompt, jax.random.PRNGKey(0), max_new_tokens=20,
-                      temperature=0.0)
+    greedy = generate(model, variables, prompt, jax.random.PRNGKey(0), max_new_tokens=20, temperature=0.0)
     out, stats = speculative_generate(model, variables, prompt, max_new_tokens=20)
     np.testing.assert_array_equal(out, greedy)
     passes, accepted = int(stats["forward_passes"]), int(stats["accepted_drafts"])
@@ -34,5 +33,30 @@ def test_speculative_decoding_refuses_a_recurrent_mixer():
     model = MTPDecoder(cfg)
     prompt = jnp.zeros((1, 3), jnp.int32)
     with pytest.raises(ValueError, match="token_mixer='attention'"):
-        speculative_generate(model, model.init(jax.random.PRNGKey(0), prompt), prompt,
-                             max_new_tokens=4)
+        speculative_generate(model, model.init(jax.random.PRNGKey(0), prompt), prompt, max_new_tokens=4)
+
+
+def test_passes_and_accepted_drafts_match_a_reference_count_on_the_greedy_text():
+    """The acceptance count, recomputed without a cache: from the last accepted position p, the
+    drafts are heads 2..n at p (run on the greedy text), kept while each equals the greedy token."""
+    n, new = 3, 20
+    cfg = tiny_model_config(mtp={"num_future_tokens": n}, max_len=32, vocab_size=4)
+    model = MTPDecoder(cfg)
+    prompt = jax.random.randint(jax.random.PRNGKey(5), (1, 5), 0, cfg.vocab_size)
+    variables = model.init(jax.random.PRNGKey(0), prompt)
+    greedy = generate(
+        model, variables, prompt, jax.random.PRNGKey(0), max_new_tokens=new + n, temperature=0.0
+    )  # fmt: skip  (n more: the last pass verifies past the end)
+    out, stats = speculative_generate(model, variables, prompt, max_new_tokens=new)
+    np.testing.assert_array_equal(out, greedy[:, : 5 + new])
+    heads = np.asarray(jnp.argmax(model.apply(variables, greedy, heads="all"), -1))[:, 0]  # [n, T]
+    seq = np.asarray(greedy)[0]
+    length, passes, accepted = 5, 0, 0
+    while length < 5 + new:
+        drafts = heads[:, length - 1]  # drafts[i] guesses seq[length + i]; drafts[0] is exact
+        k = 0
+        while k < n - 1 and drafts[k + 1] == seq[length + k + 1]:
+            k += 1
+        length, passes, accepted = length + k + 1, passes + 1, accepted + k
+    assert accepted > 0 and passes < new
+    assert (int(stats["forward_passes"]), int(stats["accepted_drafts"])) == (passes, accepted)
