@@ -10,10 +10,10 @@ modules (arXiv 2412.19437, §2.2), lambda = 0.3 unless --config.model.mtp.loss_w
 Sizes: tiny = d 64, 2 trunk layers + n head blocks, seq 128, batch 16, 300 steps; small = the
 default run's d 128 with 3 trunk layers + n heads, 600 steps.
 
-Measured (tiny, 120 steps, `nice -n 10 python experiments/mtp_byte_lm.py --ns=2,1,4 --steps=120
---size=tiny`, shared 2-core CPU): head-1 validation loss 2.683 (n=1), 2.815 (n=2), 3.022 (n=4) nats/byte
-at equal steps; speculative decoding output identical to greedy. Acceptance/speed at this training
-length are not meaningful (the greedy output is mostly spaces); see docs/multi_token_prediction.md.
+Measured (small, 300 steps, `nice -n 19 python experiments/mtp_byte_lm.py --ns=2,4,1 --steps=300
+--size=small`, shared 2-core CPU): head-1 validation loss 2.144 (n=1), 2.177 (n=2), 2.476 (n=4)
+nats/byte at equal steps; speculative decoding identical to greedy, acceptance 0.47 (n=2) / 0.42
+(n=4), but the greedy output is still degenerate at this length; see docs/multi_token_prediction.md.
 """
 
 from jaxformers.train.config_base import base_config, parse_config_arg
