@@ -42,6 +42,8 @@ flags.DEFINE_integer("reps", 3, "Interleaved repetitions.")
 flags.DEFINE_bool("heap", True, "Keep XLA's temp buffers in the heap (jaxformers.allocator).")
 flags.DEFINE_bool("torch", True, "Time the PyTorch twins (needs torch).")
 flags.DEFINE_string("tag", "", "Suffix of the results file name.")
+flags.DEFINE_integer("causal_block_size", 64, "Adds an 'after + blocks' decoder variant with "
+                     "model.attention.causal_block_size set (0: no such variant).")
 FLAGS = flags.FLAGS
 
 BEFORE = {"weight_grad_matmul": "xla", "layer_loop": "scan"}
@@ -112,6 +114,9 @@ def decoder_row(d):
     config.model.update(sizes)
     config.data = dict(name="synthetic", seq_len=256, vocab=256, num_records=4096)
     variants = {"before": jax_variant(config, BEFORE), "after": jax_variant(config, {})}
+    if FLAGS.causal_block_size:
+        blocks = dict(attention=dict(causal_block_size=FLAGS.causal_block_size))
+        variants["after + blocks"] = jax_variant(config, blocks)
     if FLAGS.torch:
         torch_reference = load("benchmarks/torch_reference.py", "torch_reference")
         from jaxformers.config import model_config_from
@@ -221,8 +226,36 @@ def main(argv):
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
         json.dump(result, f, indent=2)
+    plot(result, out[: -len(".json")] + ".png")
     print(f"peak float32 matmul (XLA, 2048^3): {peak / 1e9:.0f} GFLOP/s; jax {jax.__version__}; "
           f"heap={heap}; wrote {out}")
+
+
+def plot(result, path):
+    """Tokens/s of every variant of every row, normalised to the fast-paths-off column."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    kinds = sorted({k for r in rows for k in r if isinstance(r[k], dict)}, key=list(VARIANT_ORDER).index)
+    fig, ax = plt.subplots(figsize=(10, 3.6))
+    width = 0.8 / len(kinds)
+    for i, kind in enumerate(kinds):
+        xs = [j + i * width for j, r in enumerate(rows) if kind in r]
+        ys = [r[kind]["tokens_per_s"] / r["before"]["tokens_per_s"] for r in rows if kind in r]
+        ax.bar(xs, ys, width, label=kind)
+    ax.axhline(1.0, color="k", lw=0.5)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(rows))], [r["row"] for r in rows], fontsize=8)
+    ax.set_ylabel("tokens/s / fast paths off")
+    ax.set_title(f"training throughput, jax {result['jax']}, Python {result['python']}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+VARIANT_ORDER = ("before", "after", "after + blocks", "torch", "dense before", "dense after")
 
 
 def print_row(row, flush=False):
@@ -236,6 +269,8 @@ def print_row(row, flush=False):
     if "torch" in row:
         ratios.append(f"after/torch {row['torch']['step_s'] / row['after']['step_s']:.2f}")
         ratios.append(f"before/torch {row['torch']['step_s'] / row['before']['step_s']:.2f}")
+        if "after + blocks" in row:
+            ratios.append(f"blocks/torch {row['torch']['step_s'] / row['after + blocks']['step_s']:.2f}")
     ratios.append(f"after/before {row['before']['step_s'] / row['after']['step_s']:.2f}")
     if "dense after" in row:
         flop_ratio = row["after"]["flops_per_step"] / row["dense after"]["flops_per_step"]
