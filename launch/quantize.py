@@ -30,7 +30,12 @@ flags.mark_flag_as_required("workdir")
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
-    from jaxformers.train.quantize import quantize_checkpoint
+    from jaxformers.errors import UserError
+
+    try:
+        from jaxformers.train.quantize import quantize_checkpoint
+    except ImportError as e:
+        raise UserError(f"launch/quantize.py needs qwix ({e}); pip install -e '.[quant]'") from e
 
     fl = flags.FLAGS
     result = quantize_checkpoint(
