@@ -9,8 +9,11 @@ before the option).
   # -> experiments/results/packed_documents.{json,png}
 
 Reads each run's metrics.jsonl (training it first with train.train_and_evaluate if the workdir has
-no finished run). Both runs score the same targets (every byte of every window); the masked one
-sees only its own document, so its loss is the honest number.
+no finished run), then evaluates each final checkpoint on the validation split both ways
+(`train.evaluate.evaluate_checkpoint`, data.segment_ids True and False, --eval_batches, by default
+the whole split: its first 8 batches lie inside one file). Both settings score the
+same targets (every byte of every window); masked, a byte sees only its own document, so the
+masked run evaluated masked is the honest number.
 """
 
 import importlib.util
@@ -27,6 +30,12 @@ NAME = "packed_documents"
 
 flags.DEFINE_string("masked", "runs/packed_masked", "Workdir of the data.segment_ids=True run.")
 flags.DEFINE_string("leaky", "runs/packed_leaky", "Workdir of the data.segment_ids=False run.")
+flags.DEFINE_integer(
+    "eval_batches",
+    344,
+    "Validation batches of the final evaluations (344 of 16 x "
+    "128: the whole split; the runs' own evaluations use the first 8).",
+)
 FLAGS = flags.FLAGS
 
 
@@ -48,7 +57,14 @@ def curves(workdir: str, segment_ids: bool) -> dict:
         train_and_evaluate(config, workdir)
         valid = read_metrics(workdir, "validation")
     train = [r for r in read_metrics(workdir, "train") if math.isfinite(r["loss"])]
+    from jaxformers.train.evaluate import evaluate_checkpoint
+
+    settings = [{"data.segment_ids": True}, {"data.segment_ids": False}]
+    rows = evaluate_checkpoint(workdir, settings, eval_batches=FLAGS.eval_batches)
+    evaluated = {("masked" if r["setting"]["data.segment_ids"] else "leaky"): r["loss"] for r in rows}
     return {
+        "final_validation_loss_evaluated": evaluated,
+        "eval_batches": FLAGS.eval_batches,
         "workdir": workdir,
         "segment_ids": segment_ids,
         "num_steps": config.num_steps,
@@ -82,9 +98,12 @@ def main(argv):
     del argv
     for key, workdir, segment_ids in (("masked", FLAGS.masked, True), ("leaky", FLAGS.leaky, False)):
         results = _results.save_variant(NAME, key, curves(workdir, segment_ids))
+        r = results[key]
         print(
-            f"{key:7s} validation loss after {results[key]['validation']['step'][-1]} steps: "
-            f"{results[key]['validation']['loss'][-1]:.4f}"
+            f"trained {key:7s} validation loss after {r['validation']['step'][-1]} steps: "
+            f"{r['validation']['loss'][-1]:.4f}; evaluated masked "
+            f"{r['final_validation_loss_evaluated']['masked']:.4f}, leaky "
+            f"{r['final_validation_loss_evaluated']['leaky']:.4f}"
         )
     print("wrote", _results.save_figure(plot(results), NAME))
 
