@@ -22,8 +22,12 @@ import jax  # noqa: E402
 jax.config.update("jax_threefry_partitionable", True)
 
 # Tests build the same tiny programs many times: a persistent compilation cache saves minutes.
-jax.config.update(
-    "jax_compilation_cache_dir",
-    os.environ.get("JAXFORMERS_TEST_CACHE", os.path.join(os.path.dirname(__file__), "..", ".jax_cache")),
+# Set through the environment too, so the launchers, workers and notebook kernels that the tests
+# start share it (a notebook training the tiny default config reuses the launch test's compile).
+CACHE_DIR = os.path.abspath(
+    os.environ.get("JAXFORMERS_TEST_CACHE", os.path.join(os.path.dirname(__file__), "..", ".jax_cache"))
 )
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", CACHE_DIR)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)

@@ -8,7 +8,8 @@ from jaxformers.config import model_config_from
 from jaxformers.growth import depth
 from jaxformers.models.registry import build_model
 
-TINY = dict(vocab_size=64, embed_dim=32, num_layers=2, num_heads=2, max_len=16, mlp_dim=48)
+TINY = dict(vocab_size=64, embed_dim=32, num_layers=2, num_heads=2, max_len=16, mlp_dim=48,
+            layer_loop="scan", weight_grad_matmul="xla")
 
 
 def build(layers=2, **overrides):

@@ -42,9 +42,9 @@ def test_zero_init_depth_preserves_the_function(field, value):
     except ValueError as e:  # a kind that needs other fields: add it to KIND_OVERRIDES
         pytest.fail(f"cannot build a tiny model with {field}={value!r}: {e}")
     variables, tokens, modality_ids, want = init(model, cfg, with_output=True)
-    grown_cfg = dataclasses.replace(cfg, num_layers=8)
+    grown_cfg = dataclasses.replace(cfg, num_layers=4)
     grown_model = build_model("decoder", grown_cfg)
-    grown = depth.zero_init_depth(variables, 4)
+    grown = depth.zero_init_depth(variables, 2)
 
     def loss(params):
         logits = grown_model.apply({**grown, "params": params}, tokens, modality_ids=modality_ids)

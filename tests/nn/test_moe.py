@@ -27,21 +27,21 @@ def _layer(**moe):
     x = jax.random.normal(jax.random.PRNGKey(0), (2, T, cfg.embed_dim))
     ctx = Context(positions=jnp.broadcast_to(jnp.arange(T), (2, T)))
     layer = MoEFeedForward(cfg)
-    variables = nn.meta.unbox(layer.init(jax.random.PRNGKey(1), x, ctx))
+    variables = nn.meta.unbox(jax.jit(layer.init)(jax.random.PRNGKey(1), x, ctx))
     return cfg, layer, variables, x, ctx
 
 
 def test_k_equals_n_with_equal_router_logits_equals_the_dense_mlp_it_was_split_from():
     cfg, layer, variables, x, ctx = _layer(k_schedule="fixed", k=N)
     dense = DenseMLP(cfg)
-    dv = nn.meta.unbox(dense.init(jax.random.PRNGKey(2), x, ctx))["params"]
+    dv = nn.meta.unbox(jax.jit(dense.init)(jax.random.PRNGKey(2), x, ctx))["params"]
     dv = jax.tree.map(lambda p: jax.random.normal(jax.random.PRNGKey(3), p.shape) * 0.3, dv)
     w1, b1, w2, b2 = ops.split_ffn_into_experts(
         dv["up"]["kernel"][0], dv["b1"], dv["down"]["kernel"][0], dv["b2"], N)
     variables["params"].update(w1=w1, b1=b1, w2=w2, b2=b2)
     variables["constants"] = jax.tree.map(jnp.zeros_like, variables["constants"])  # equal logits
-    np.testing.assert_allclose(layer.apply(variables, x, ctx), dense.apply({"params": dv}, x, ctx),
-                               atol=1e-5)
+    np.testing.assert_allclose(jax.jit(layer.apply)(variables, x, ctx),
+                               jax.jit(dense.apply)({"params": dv}, x, ctx), atol=1e-5)
 
 
 def test_dispatch_path_equals_masked_path_under_the_traced_k_schedule():
@@ -108,7 +108,7 @@ def test_load_balancing_loss_reaches_the_objective_only_for_the_learned_router(
 
     model = Decoder(cfg)
     tokens = jnp.zeros((2, T), jnp.int32)
-    variables = nn.meta.unbox(model.init(jax.random.PRNGKey(0), tokens))
+    variables = nn.meta.unbox(jax.jit(model.init)(jax.random.PRNGKey(0), tokens))
     assert "aux_loss" not in variables
     batch = {"inputs": tokens, "targets": tokens}
     loss, metrics = next_token_loss(model, variables, batch, rng=jax.random.PRNGKey(1),

@@ -29,14 +29,14 @@ def test_ffn_equals_two_layer_mlp_with_theta():
     cfg = model_config_from(TOKENFORMER)
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 32))
     ffn = PattentionFFN(cfg=cfg)
-    variables = ffn.init(jax.random.PRNGKey(1), x, _ctx())
+    variables = jax.jit(ffn.init)(jax.random.PRNGKey(1), x, _ctx())
     p = nn.meta.unbox(variables["params"])["pattention"]
     w1, w2 = p["key_tokens"][0].T, p["value_tokens"][0]
     assert w1.shape == (32, 96) and w2.shape == (96, 32)
     tau = variables["constants"]["pattention"]["tau"]
     assert float(tau) == pytest.approx(96**0.5)
     want = theta(x @ w1, tau=tau) @ w2
-    np.testing.assert_allclose(ffn.apply(variables, x, _ctx()), want, atol=1e-6, rtol=1e-6)
+    np.testing.assert_allclose(jax.jit(ffn.apply)(variables, x, _ctx()), want, atol=1e-6, rtol=1e-6)
 
 
 def test_projection_init_follows_the_paper():
@@ -44,7 +44,7 @@ def test_projection_init_follows_the_paper():
     cfg = model_config_from({**TOKENFORMER, "pattention": dict(attn_tokens=512, ffn_tokens=64)})
     layer = PattentionProjection(cfg=cfg, features=64, axes=("embed", "q_heads"), role="q")
     x = jnp.ones((1, 2, 32))
-    variables = layer.init(jax.random.PRNGKey(0), x, _ctx(1, 2))
+    variables = jax.jit(layer.init)(jax.random.PRNGKey(0), x, _ctx(1, 2))
     p = nn.meta.unbox(variables["params"])
     assert p["key_tokens"].shape == (1, 512, 32) and p["value_tokens"].shape == (1, 512, 64)
     # 16k and 32k samples: the sample std is within 3% of its target with overwhelming odds.
@@ -57,7 +57,7 @@ def test_decoder_replaces_every_projection_and_drops_norm_parameters():
     cfg = model_config_from(TOKENFORMER)
     model = build_model("decoder", cfg)
     tokens = jax.random.randint(jax.random.PRNGKey(0), (2, 8), 0, 64)
-    variables = nn.meta.unbox(model.init(jax.random.PRNGKey(1), tokens))
+    variables = nn.meta.unbox(jax.jit(model.init)(jax.random.PRNGKey(1), tokens))
     layers = variables["params"]["layers"]
     assert set(layers) == {"mixer", "ffn"}  # non-parametric norms: no mixer_norm/ffn_norm params
     for name in ("query", "key", "value", "out"):
@@ -68,7 +68,7 @@ def test_decoder_replaces_every_projection_and_drops_norm_parameters():
     leaves = jax.tree_util.tree_flatten_with_path(variables["params"])[0]
     assert not any("kernel" in jax.tree_util.keystr(p) and "layers" in jax.tree_util.keystr(p)
                    for p, _ in leaves)
-    logits = model.apply(variables, tokens)
+    logits = jax.jit(model.apply)(variables, tokens)
     assert logits.shape == (2, 8, 64) and np.all(np.isfinite(logits))
 
 
@@ -78,13 +78,13 @@ def test_tau_is_a_constant_not_a_parameter():
     cfg = model_config_from(TOKENFORMER)
     model = build_model("decoder", cfg)
     tokens = jax.random.randint(jax.random.PRNGKey(0), (2, 8), 0, 64)
-    variables = nn.meta.unbox(model.init(jax.random.PRNGKey(1), tokens))
+    variables = nn.meta.unbox(jax.jit(model.init)(jax.random.PRNGKey(1), tokens))
     grads = jax.grad(lambda p: jnp.sum(model.apply({**variables, "params": p}, tokens)))(
         variables["params"])
     assert "tau" not in str(jax.tree_util.tree_structure(grads))
     scaled = jax.tree.map(lambda t: t * 2, variables["constants"])
-    assert not np.allclose(model.apply({**variables, "constants": scaled}, tokens),
-                           model.apply(variables, tokens))
+    assert not np.allclose(jax.jit(model.apply)({**variables, "constants": scaled}, tokens),
+                           jax.jit(model.apply)(variables, tokens))
 
 
 def test_modality_untied_pattention_uses_each_tokens_own_tokens():
@@ -94,9 +94,9 @@ def test_modality_untied_pattention_uses_each_tokens_own_tokens():
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 32))
     ids = jnp.broadcast_to(jnp.arange(8) % 2, (2, 8))
     ctx = _ctx().replace(modality_ids=ids)
-    variables = layer.init(jax.random.PRNGKey(1), x, ctx)
+    variables = jax.jit(layer.init)(jax.random.PRNGKey(1), x, ctx)
     p = nn.meta.unbox(variables["params"])
-    out = layer.apply(variables, x, ctx)
+    out = jax.jit(layer.apply)(variables, x, ctx)
     tau = variables["constants"]["tau"]
     for k in (0, 1):
         want = theta(x @ p["key_tokens"][k].T, tau=tau) @ p["value_tokens"][k]
