@@ -39,6 +39,8 @@ ALLOWED_ON_RESUME = (
     "sharding_rules", "init_from.*", "data.eval_*", "model.remat", "model.*impl", "model.*dispatch",
     "model.weight_grad_matmul", "model.layer_loop",  # CPU fast paths: same parameters either way
     "grad_accum_steps",  # same batch, same update, split into micro-batches
+    "model.attention.causal_block_size",  # the same causal attention, computed by blocks
+    "model.mtp.backward",  # the same gradients, one head at a time
 )
 # Fields added after checkpoints were written with the behaviour they now switch: (does it
 # apply to this stored config, the value the old run trained with). A checkpoint without the field
