@@ -1,5 +1,7 @@
 """Self-speculative decoding with the MTP heads emits the greedy tokens of head 1."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,7 +18,7 @@ def test_speculative_output_equals_greedy_token_for_token(n):
     cfg = tiny_model_config(mtp={"num_future_tokens": n}, max_len=32, vocab_size=8)
     model = MTPDecoder(cfg)
     prompt = jax.random.randint(jax.random.PRNGKey(3), (2, 5), 0, cfg.vocab_size)
-    variables = model.init(jax.random.PRNGKey(0), prompt)
+    variables = jax.jit(model.init)(jax.random.PRNGKey(0), prompt)
     greedy = generate(model, variables, prompt, jax.random.PRNGKey(0), max_new_tokens=20, temperature=0.0)
     out, stats = speculative_generate(model, variables, prompt, max_new_tokens=20)
     np.testing.assert_array_equal(out, greedy)
@@ -33,7 +35,8 @@ def test_speculative_decoding_refuses_a_recurrent_mixer():
     model = MTPDecoder(cfg)
     prompt = jnp.zeros((1, 3), jnp.int32)
     with pytest.raises(ValueError, match="token_mixer='attention'"):
-        speculative_generate(model, model.init(jax.random.PRNGKey(0), prompt), prompt, max_new_tokens=4)
+        speculative_generate(model, jax.eval_shape(model.init, jax.random.PRNGKey(0), prompt), prompt,
+                             max_new_tokens=4)
 
 
 def test_passes_and_accepted_drafts_match_a_reference_count_on_the_greedy_text():
@@ -43,13 +46,14 @@ def test_passes_and_accepted_drafts_match_a_reference_count_on_the_greedy_text()
     cfg = tiny_model_config(mtp={"num_future_tokens": n}, max_len=32, vocab_size=4)
     model = MTPDecoder(cfg)
     prompt = jax.random.randint(jax.random.PRNGKey(5), (1, 5), 0, cfg.vocab_size)
-    variables = model.init(jax.random.PRNGKey(0), prompt)
+    variables = jax.jit(model.init)(jax.random.PRNGKey(0), prompt)
     greedy = generate(
         model, variables, prompt, jax.random.PRNGKey(0), max_new_tokens=new + n, temperature=0.0
     )  # fmt: skip  (n more: the last pass verifies past the end)
     out, stats = speculative_generate(model, variables, prompt, max_new_tokens=new)
     np.testing.assert_array_equal(out, greedy[:, : 5 + new])
-    heads = np.asarray(jnp.argmax(model.apply(variables, greedy, heads="all"), -1))[:, 0]  # [n, T]
+    all_heads = jax.jit(functools.partial(model.apply, heads="all"))(variables, greedy)
+    heads = np.asarray(jnp.argmax(all_heads, -1))[:, 0]  # [n, T]
     seq = np.asarray(greedy)[0]
     length, passes, accepted = 5, 0, 0
     while length < 5 + new:
