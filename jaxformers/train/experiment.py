@@ -210,7 +210,14 @@ class Experiment:
 
     def evaluate(self, variables, num_batches: int | None = None) -> dict:
         """Mean metrics over the first `num_batches` validation batches (+ evaluators)."""
-        num_batches = num_batches or self.config.eval_batches
+        results = self.mean_validation_metrics(self.eval_step, variables,
+                                               num_batches or self.config.eval_batches)
+        for name in self.config.evaluators:
+            results.update(get_evaluator(name)(self.model, variables, self.config))
+        return results
+
+    def mean_validation_metrics(self, metrics_fn, variables, num_batches: int) -> dict:
+        """Mean of metrics_fn(variables, batch) over the first `num_batches` validation batches."""
         iterator = self.make_iterator("validation")
         totals, count = {}, 0
         for _ in range(num_batches):
@@ -218,16 +225,12 @@ class Experiment:
                 local = next(iterator)
             except StopIteration:
                 break
-            metrics = jax.device_get(self.eval_step(variables, self.global_batch(local)))
-            for k, v in metrics.items():
+            for k, v in jax.device_get(metrics_fn(variables, self.global_batch(local))).items():
                 totals[k] = totals.get(k, 0.0) + float(v)
             count += 1
         if count == 0:
             raise ConfigError("the validation split yielded no batch; lower config.batch_size")
-        results = {k: v / count for k, v in totals.items()}
-        for name in self.config.evaluators:
-            results.update(get_evaluator(name)(self.model, variables, self.config))
-        return results
+        return {k: v / count for k, v in totals.items()}
 
 
 def split_micro_batches(batch: dict, num: int) -> dict:

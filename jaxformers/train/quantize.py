@@ -36,7 +36,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxformers.config import ConfigError
 from jaxformers.errors import UserError
 from jaxformers.train import quantize_calibration as calib
 
@@ -223,21 +222,9 @@ def evaluate(experiment, q: Quantized, num_batches: int) -> dict:
     metrics_fn = jax.jit(
         lambda v, b: experiment.objective(q.model, v, b, rng=jax.random.PRNGKey(0), step=step, train=False)[1]
     )
-    iterator = experiment.make_iterator("validation")
-    totals, count = {}, 0
-    for _ in range(num_batches):
-        try:
-            batch = next(iterator)
-        except StopIteration:
-            break
-        for k, v in jax.device_get(
-            metrics_fn(q.variables, {k: jnp.asarray(v) for k, v in batch.items()})
-        ).items():
-            totals[k] = totals.get(k, 0.0) + float(v)
-        count += 1
-    if count == 0:
-        raise ConfigError("the validation split yielded no batch; lower config.batch_size")
-    out = {k: v / count for k, v in totals.items()}
+    # the quantized variables live on one device: bring each (mesh-sharded) batch to the host first
+    out = experiment.mean_validation_metrics(
+        lambda v, batch: metrics_fn(v, jax.device_get(batch)), q.variables, num_batches)
     out["perplexity"] = math.exp(min(out["loss"], 700.0))
     return out
 
