@@ -140,9 +140,11 @@ def causal_block_attention(
 
     @jax.checkpoint
     def block(q_block, k_prefix, v_prefix, q_segments, kv_segments, offset):
-        mask = (offset + jnp.arange(q_block.shape[1]))[:, None] >= jnp.arange(k_prefix.shape[1])[None]
+        q_len, kv_len = q_block.shape[1], k_prefix.shape[1]
+        mask = attention_mask(q_len, kv_len, causal=True, q_positions=offset + jnp.arange(q_len)[None],
+                              kv_positions=jnp.arange(kv_len)[None])
         return dot_product_attention(
-            q_block, k_prefix, v_prefix, causal=False, mask=mask[None, None],
+            q_block, k_prefix, v_prefix, causal=False, mask=mask,
             segment_ids=q_segments, kv_segment_ids=kv_segments, scale=scale, gamma=gamma, zeta=zeta,
         )
 
