@@ -196,17 +196,27 @@ def with_legacy_defaults(config, workdir: str):
     return config
 
 
+def _drop_unretrieved_task_errors(record: logging.LogRecord) -> bool:
+    return "exception was never retrieved" not in str(record.msg).split("\n", 1)[0]
+
+
 @contextlib.contextmanager
 def _quiet_failed_reads():
     """A failed Orbax read leaves sibling reads running: their coroutines raise when collected
     ("Exception ignored in: <coroutine ...>") and TensorStore's callbacks, finishing after Orbax's
     event loop closed, print "RuntimeError: Event loop is closed" tracebacks. After a failure, let
-    them finish and collect them here, silently; the caller reports the failure in one line."""
+    them finish and collect them here, silently; the caller reports the failure in one line.
+    Sibling asyncio tasks that failed too are logged ("Task exception was never retrieved") when
+    collected, possibly later: from the first failure on, the asyncio logger drops those records
+    ("Task/Future exception was never retrieved"), and only those."""
     hooks = sys.unraisablehook, sys.excepthook, threading.excepthook
     sys.unraisablehook = sys.excepthook = threading.excepthook = lambda *args: None
     try:
         yield
     except Exception:
+        asyncio_logger = logging.getLogger("asyncio")
+        if _drop_unretrieved_task_errors not in asyncio_logger.filters:
+            asyncio_logger.addFilter(_drop_unretrieved_task_errors)
         time.sleep(0.5)
         raise
     finally:
