@@ -2,8 +2,10 @@
 
 Evaluator "icl_curve" (train/evaluators.py): at each number of in-context examples i, the
 squared error / E y² (Garg et al. 2022, arXiv 2208.01066, §3: the zero predictor sits at 1) of the
-model and of every baseline of `ops/icl_baselines.py` suited to the task, or for boolean tasks the
-accuracy of sign(ŷ) (Bhattamishra et al. 2024, arXiv 2310.03016).
+model and of every baseline of `ops/icl_baselines.py` suited to the task, and the model's mean
+squared disagreement with each baseline ("spd_<baseline>", same scale; Akyürek et al. 2023, arXiv
+2211.15661, §4); for boolean tasks the accuracy of sign(ŷ) (Bhattamishra et al. 2024, arXiv
+2310.03016).
 """
 
 import jax
@@ -18,8 +20,11 @@ from jaxformers.ops.icl_tasks import error_scale
 def baseline_predictions(xs, ys, data_config) -> dict:
     """name -> [B, n] predictions of the baselines suited to the task."""
     task = data_config.get("task", "linear")
-    out = {"ols": B.ols_predict(xs, ys), "knn3": B.knn_predict(xs, ys, 3),
-           "averaging": B.averaging_predict(xs, ys)}
+    out = {
+        "ols": B.ols_predict(xs, ys),
+        "knn3": B.knn_predict(xs, ys, 3),
+        "averaging": B.averaging_predict(xs, ys),
+    }
     if task == "linear" and float(data_config.get("noise_std", 0.0)) > 0:
         lam = B.bayes_ridge_lambda(float(data_config.noise_std), float(data_config.get("w_scale", 1.0)))
         out["bayes_ridge"] = B.ridge_predict(xs, ys, lam)
@@ -40,7 +45,12 @@ def error_curves(model, variables, data_config, num_prompts: int = 512, seed: in
         return {k: np.asarray(jnp.mean(jnp.sign(p) * ys > 0, axis=0)).tolist() for k, p in preds.items()}
     task, d, _, kw = data.task_kwargs(data_config)
     scale = error_scale(task, d, kw.get("k", 3), kw.get("w_scale", 1.0)) + kw.get("noise_std", 0.0) ** 2
-    return {k: np.asarray(B.squared_error_curve(p, ys, scale)).tolist() for k, p in preds.items()}
+    curves = {k: np.asarray(B.squared_error_curve(p, ys, scale)).tolist() for k, p in preds.items()}
+    # how close the model's predictions are to each baseline's (Akyürek et al. 2023's SPD)
+    for k, p in preds.items():
+        if k != "model":
+            curves[f"spd_{k}"] = np.asarray(B.disagreement_curve(preds["model"], p, scale)).tolist()
+    return curves
 
 
 def icl_curve(model, variables, config) -> dict:

@@ -122,3 +122,10 @@ def squared_error_curve(pred, ys, scale: float = 1.0):
     """Mean over prompts of (ŷ_i - y_i)² / scale at every prefix i: [B, n] -> [n]. Garg et al.
     normalise by d (linear, ReLU) or k (sparse), so the zero predictor sits at 1."""
     return jnp.mean((pred - ys) ** 2, axis=0) / scale
+
+
+def disagreement_curve(pred_a, pred_b, scale: float = 1.0):
+    """Mean squared disagreement of two learners on the same prompts at every prefix i,
+    E (A(D_<i)(x_i) - B(D_<i)(x_i))² / scale: [B, n] x2 -> [n]. Akyürek et al. 2023 (arXiv
+    2211.15661, §4) call it the squared prediction difference (SPD); no label enters it."""
+    return jnp.mean((pred_a - pred_b) ** 2, axis=0) / scale

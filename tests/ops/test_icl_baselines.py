@@ -75,6 +75,21 @@ def test_noiseless_ols_error_is_zero_once_prefix_reaches_d():
     assert np.all(curve[5:] < 1e-12) and curve[4] > 0.05
 
 
+def test_disagreement_with_bayes_ridge_closes_the_error_gap():
+    # the posterior mean f* is the L2 projection of y onto functions of the context, so for any
+    # learner g: E(y - g)² = E(y - f*)² + E(f* - g)² (Akyürek et al.'s SPD is the last term)
+    noise, tau = 0.5, 1.0
+    xs, ys = T.linear(jax.random.key(3), 20000, 8, 3, noise_std=noise, dtype=jnp.float64)
+    bayes = B.ridge_predict(xs, ys, B.bayes_ridge_lambda(noise, tau))
+    ols = B.ols_predict(xs, ys)
+    spd = np.asarray(B.disagreement_curve(ols, bayes, 3.0))
+    gap = np.asarray(B.squared_error_curve(ols, ys, 3.0) - B.squared_error_curve(bayes, ys, 3.0))
+    stable = [1, 2, 6, 7]  # at n = d, d+1 the OLS error has no finite variance (inverse Wishart)
+    np.testing.assert_allclose(spd[stable], gap[stable], rtol=0.1, atol=0.01)
+    assert spd[0] == 0.0 and spd[2] > 0.1  # OLS interpolates 2 points in d = 3: far from ridge
+    np.testing.assert_allclose(B.disagreement_curve(ys, 2 * ys, 2.0), np.mean(ys**2, 0) / 2.0)
+
+
 def test_linear_sampler_covariance_and_noise():
     cov = np.array([[2.0, 0.5, 0.0], [0.5, 1.0, 0.0], [0.0, 0.0, 0.25]])
     xs, ys = T.linear(jax.random.key(1), 8000, 10, 3, covariance=cov, noise_std=0.5, dtype=jnp.float64)
