@@ -18,14 +18,13 @@ from jaxformers.train.config_base import base_config, parse_config_arg
 
 PRESETS = {
     "isotropic": dict(dim=5, num_context=20, x_dist="gaussian", covariance=None),
-    "nonisotropic": dict(dim=5, num_context=20, x_dist="gaussian",
-                         covariance=(1.0, 1.0, 0.25, 0.0625, 1.0)),
+    "nonisotropic": dict(dim=5, num_context=20, x_dist="gaussian", covariance=(1.0, 1.0, 0.25, 0.0625, 1.0)),
     "von_oswald": dict(dim=10, num_context=10, x_dist="uniform", x_range=0.5, covariance=None),
 }
 
 
 def get_config(arg=None):
-    args = parse_config_arg(arg, preset="isotropic", steps=4000)
+    args = parse_config_arg(arg, preset="isotropic", steps=4000, layers=1)
     preset = args["preset"]
     if preset not in PRESETS:
         raise ValueError(f"config arg {preset!r}; expected one of {sorted(PRESETS)}")
@@ -35,16 +34,25 @@ def get_config(arg=None):
     c.model_family = "lsa"
     c.objective = "icl_regression"
     vo = preset == "von_oswald"
+    layers = args["layers"]  # > 1: von Oswald et al.'s K-layer LSA against K steps of GD / GD++
     c.model = dict(
-        embed_dim=d + 1, num_layers=1, num_heads=1, head_dim=2,  # head_dim: unused, passes checks
-        vocab_size=1, max_len=data["num_context"] + 1, init_std=1e-3,
-        lsa=dict(parameterization="separate" if vo else "merged",
-                 readout="negated" if vo else "bottom_right", normalize_by_context=not vo),
+        embed_dim=d + 1,
+        num_layers=layers,
+        num_heads=1,
+        head_dim=2,  # head_dim: unused, passes checks
+        vocab_size=1,
+        max_len=data["num_context"] + 1,
+        init_std=1e-3 / layers,  # vO: 0.002/K
+        lsa=dict(
+            parameterization="separate" if vo else "merged",
+            readout="negated" if vo else "bottom_right",
+            normalize_by_context=not vo,
+        ),
     )
     c.data = data
     c.batch_size = 2048 if vo else 4096
     c.num_steps = args["steps"]
-    c.learning_rate = 1e-3 if vo else 3e-3
+    c.learning_rate = (5e-4 if layers > 3 else 1e-3) if vo else 3e-3  # vO's rates by depth
     c.warmup_steps = 0
     c.min_learning_rate_ratio = 0.1
     c.weight_decay = 0.0

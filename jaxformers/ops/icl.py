@@ -13,11 +13,22 @@ al. Thm. 1); OLS and ridge; plus the closed-form optimum of one-layer LSA for Ga
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 
-def sample_tasks(rng, batch: int, d: int, n: int, *, x_dist: str = "gaussian",
-                 x_range: float = 1.0, covariance=None, noise_std: float = 0.0,
-                 w_scale: float = 1.0, dtype=jnp.float32) -> dict:
+def sample_tasks(
+    rng,
+    batch: int,
+    d: int,
+    n: int,
+    *,
+    x_dist: str = "gaussian",
+    x_range: float = 1.0,
+    covariance=None,
+    noise_std: float = 0.0,
+    w_scale: float = 1.0,
+    dtype=jnp.float32,
+) -> dict:
     """Draw `batch` regression tasks. covariance: None (I), a [d] diagonal or a [d, d] matrix
     (gaussian only); x_range r: x ~ U(-r, r) for x_dist="uniform" (vO's code uses r = 0.5).
 
@@ -107,6 +118,57 @@ def gd_predict(x, y, lr, steps: int = 1, preconditioner=None):
     return jnp.einsum("bd,bd->b", xq, w)
 
 
+def gd_plus_plus_predict(x, y, lrs, gammas):
+    """K layers of GD++ (von Oswald et al. 2023, arXiv 2212.07677, §4), one per entry of lrs /
+    gammas, the function of K stacked `lsa.gd_plus_plus_lsa_params` layers. From the same state,
+    layer l moves the residuals r_j = y_j - w·x_j and the query slot q = -w·x_q one GD step,
+    r <- r - lr_l X (X^T r)/N, q <- q - lr_l x_q·(X^T r)/N, and transforms every input by
+    x <- (I - γ_l Σ̂) x with Σ̂ = X^T X / N (the curvature correction). Predicts -q. With γ = 0
+    this is len(lrs) steps of `gd_predict`. x [B,N+1,d], y [B,N+1] -> [B]."""
+    xc, r, xq = x[:, :-1], y[:, :-1], x[:, -1]
+    n = xc.shape[1]
+    q = jnp.zeros(xq.shape[:1], x.dtype)
+
+    def layer(state, rates):
+        xc, xq, r, q = state
+        lr, gamma = rates
+        h = jnp.einsum("bnd,bn->bd", xc, r) / n  # X^T r / N
+        sigma = jnp.einsum("bnd,bne->bde", xc, xc) / n
+        r_new = r - lr * jnp.einsum("bnd,bd->bn", xc, h)
+        q_new = q - lr * jnp.einsum("bd,bd->b", xq, h)
+        xc_new = xc - gamma * jnp.einsum("bnd,bde->bne", xc, sigma)
+        xq_new = xq - gamma * jnp.einsum("bd,bde->be", xq, sigma)
+        return (xc_new, xq_new, r_new, q_new), None
+
+    rates = (jnp.asarray(lrs, x.dtype), jnp.asarray(gammas, x.dtype))
+    (_, _, _, q), _ = jax.lax.scan(layer, (xc, xq, r, q), rates)
+    return -q
+
+
+def fit_gd_plus_plus(x, y, layers: int, iters: int = 1000, lr0=None):
+    """Per-layer rates (lr_l, γ_l) of `gd_plus_plus_predict` that minimise the ½-MSE on the tasks
+    (x, y), by Adam from (lr0, 0): von Oswald et al. 2023 train exactly these two scalars per
+    layer (the diagonal, mean-tied GD++ update). lr0 defaults to the tuned `layers`-step GD rate.
+    Returns (lrs [K], gammas [K], loss)."""
+    lr0 = tune_gd_rate(x, y, layers)[0] if lr0 is None else lr0
+    target = y[:, -1]
+
+    def loss(theta):  # rates in units of lr0, so one Adam step size suits every preset
+        return half_mse(gd_plus_plus_predict(x, y, lr0 * theta[0], lr0 * theta[1]), target)
+
+    opt = optax.adam(0.01)
+    theta = jnp.stack([jnp.ones(layers, x.dtype), jnp.zeros(layers, x.dtype)])
+
+    def step(carry, _):
+        theta, state = carry
+        grads = jax.grad(loss)(theta)
+        updates, state = opt.update(grads, state)
+        return (optax.apply_updates(theta, updates), state), None
+
+    (theta, _), _ = jax.jit(lambda t: jax.lax.scan(step, (t, opt.init(t)), None, length=iters))(theta)
+    return lr0 * theta[0], lr0 * theta[1], float(loss(theta))
+
+
 def ols_predict(x, y):
     """Least squares (minimum-norm when N < d): w = pinv(X) y."""
     w = jnp.einsum("bdn,bn->bd", jnp.linalg.pinv(x[:, :-1]), y[:, :-1])
@@ -129,9 +191,7 @@ def tune_gd_rate(x, y, steps: int = 1, grid=None):
     if steps == 1:
         return eta1, float(half_mse(eta1 * a, y[:, -1]))
     grid = np.linspace(0.02, 2.0, 64) * eta1 if grid is None else np.asarray(grid)
-    losses = jax.vmap(lambda lr: half_mse(gd_predict(x, y, lr, steps), y[:, -1]))(
-        jnp.asarray(grid, x.dtype)
-    )
+    losses = jax.vmap(lambda lr: half_mse(gd_predict(x, y, lr, steps), y[:, -1]))(jnp.asarray(grid, x.dtype))
     i = int(jnp.nanargmin(losses))
     return float(grid[i]), float(losses[i])
 

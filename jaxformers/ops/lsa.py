@@ -24,8 +24,7 @@ def linear_self_attention(tokens, params, *, include_query_as_key=False, normali
         update = scores @ (keys @ params["value"]) @ params["projection"]
     else:
         raise ValueError(
-            "params must have keys {query, key, value, projection} or {kq, pv}; "
-            f"got {sorted(params)}"
+            f"params must have keys {{query, key, value, projection}} or {{kq, pv}}; got {sorted(params)}"
         )
     if normalize_by_context:
         update = update / keys.shape[1]
@@ -44,3 +43,12 @@ def gd_lsa_params(d: int, lr: float, num_context: int, dtype=jnp.float32) -> dic
         "value": corner.at[d, d].set(-1.0),
         "projection": corner.at[d, d].set(lr / num_context),
     }
+
+
+def gd_plus_plus_lsa_params(d: int, lr: float, gamma: float, num_context: int, dtype=jnp.float32) -> dict:
+    """One LSA layer that is one step of GD++ (von Oswald et al. 2023, §4): the GD step of
+    `gd_lsa_params` plus the input transformation x_j <- x_j - γ/N Σ_i (x_j·x_i) x_i, i.e.
+    x <- (I - γ X^T X / N) x for context and query alike. W_V = -I, W_P = diag(γ/N · I_d, lr/N)."""
+    params = gd_lsa_params(d, lr, num_context, dtype)
+    scale = jnp.full((d + 1,), gamma / num_context, dtype).at[d].set(lr / num_context)
+    return params | {"value": -jnp.eye(d + 1, dtype=dtype), "projection": jnp.diag(scale)}
