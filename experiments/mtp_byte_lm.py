@@ -16,6 +16,7 @@ import os
 import time
 
 import _results
+import _speculative
 from absl import app, flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,32 +43,6 @@ def get_config(arg: str):
     return module.get_config(arg)
 
 
-def _interleaved_medians(fns, reps):
-    """Compile each fn, then time them in turn `reps` times (so load drifts hit both alike)."""
-    import jax
-    import numpy as np
-
-    outs = [jax.block_until_ready(fn()) for fn in fns]
-    times = [[] for _ in fns]
-    for _ in range(reps):
-        for fn, ts in zip(fns, times):
-            start = time.perf_counter()
-            jax.block_until_ready(fn())
-            ts.append(time.perf_counter() - start)
-    return outs, [float(np.median(ts)) for ts in times], times
-
-
-def _degeneracy(tokens) -> dict:
-    """How repetitive a greedy continuation is: distinct bytes and the most frequent byte's share."""
-    import numpy as np
-
-    counts = np.bincount(np.asarray(tokens).ravel())
-    return {
-        "distinct_tokens": int((counts > 0).sum()),
-        "top_token_share": float(counts.max() / max(counts.sum(), 1)),
-    }
-
-
 def validation_prompts(config, count: int, length: int) -> list:
     """`count` byte windows of `length`, evenly spaced over the validation split, none crossing a
     file boundary: real code the model has not trained on."""
@@ -88,15 +63,11 @@ def validation_prompts(config, count: int, length: int) -> list:
     return prompts
 
 
-def decode(workdir: str, n: int) -> dict:
-    import jax
-    import jax.numpy as jnp
+def decode(workdir: str) -> dict:
     import numpy as np
 
     from jaxformers.config import model_config_from
     from jaxformers.models.registry import build_model
-    from jaxformers.models.sampling import generate
-    from jaxformers.models.speculative import speculative_generate
     from jaxformers.train.checkpoint import load_variables
 
     config, variables, _ = load_variables(workdir)
@@ -105,57 +76,10 @@ def decode(workdir: str, n: int) -> dict:
         prompts = [np.frombuffer(FLAGS.prompt.encode(), np.uint8).astype(np.int32)]
     else:
         prompts = validation_prompts(config, FLAGS.num_prompts, FLAGS.prompt_len)
-    rows = []
-    for prompt in prompts:
-        prompt = jnp.asarray(prompt[None])
-        (greedy, (spec, stats)), (t_greedy, t_spec), times = _interleaved_medians(
-            [
-                lambda prompt=prompt: generate(model, variables, prompt, jax.random.PRNGKey(0),
-                                 max_new_tokens=FLAGS.new_tokens, temperature=0.0),
-                lambda prompt=prompt: speculative_generate(
-                    model, variables, prompt, max_new_tokens=FLAGS.new_tokens
-                ),
-            ],
-            FLAGS.reps,
-        )  # fmt: skip
-        continuation = np.asarray(greedy)[0, prompt.shape[1] :]
-        # Teacher-forced check of the acceptance rate: how often head i's argmax at a position of
-        # the greedy text is the greedy token i steps later (what a draft must match to be kept).
-        guesses = np.asarray(jnp.argmax(model.apply(variables, greedy, heads="all"), -1))[:, 0]
-        agreement = {
-            f"head{i}_agreement": float(np.mean(
-                guesses[i - 1, prompt.shape[1] - 1 : -i] == np.asarray(greedy)[0, prompt.shape[1] - 1 + i :]
-            ))
-            for i in range(2, n + 1)
-        }  # fmt: skip
-        rows.append({
-            "identical_to_greedy": bool(np.array_equal(np.asarray(greedy), np.asarray(spec))),
-            "forward_passes": int(stats["forward_passes"]),
-            "accepted_drafts": int(stats["accepted_drafts"]),
-            "greedy_s": t_greedy, "speculative_s": t_spec,
-            **_degeneracy(continuation),
-            **agreement,
-            "prompt": bytes(int(t) for t in np.asarray(prompt)[0]).decode("utf-8", "replace"),
-            "continuation": bytes(int(t) for t in continuation if t < 256).decode("utf-8", "replace"),
-        })  # fmt: skip
-    passes = sum(r["forward_passes"] for r in rows)
-    accepted = sum(r["accepted_drafts"] for r in rows)
-    t_greedy, t_spec = sum(r["greedy_s"] for r in rows), sum(r["speculative_s"] for r in rows)
-    new_tokens = FLAGS.new_tokens * len(rows)
-    return {
-        "identical_to_greedy": all(r["identical_to_greedy"] for r in rows),
-        "prompts": len(rows), "reps": FLAGS.reps,
-        "forward_passes": passes, "accepted_drafts": accepted,
-        "acceptance_rate": accepted / max(passes * (n - 1), 1),
-        "tokens_per_pass": new_tokens / (passes + len(rows)),  # the prefill is one pass per prompt
-        "greedy_tokens_per_s": new_tokens / t_greedy,
-        "speculative_tokens_per_s": new_tokens / t_spec,
-        "speed_up": t_greedy / t_spec,
-        "mean_distinct_tokens": float(np.mean([r["distinct_tokens"] for r in rows])),
-        "mean_top_token_share": float(np.mean([r["top_token_share"] for r in rows])),
-        **{k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k.endswith("_agreement")},
-        "per_prompt": rows,
-    }  # fmt: skip
+    return _speculative.compare_decoders(
+        model, variables, prompts, new_tokens=FLAGS.new_tokens, reps=FLAGS.reps,
+        detokenize=lambda tokens: bytes(int(t) for t in tokens if t < 256).decode("utf-8", "replace"),
+    )  # fmt: skip
 
 
 def plot(results: dict):
@@ -216,7 +140,7 @@ def main(argv):
             "workdir": workdir,
             "train_wall_s": train_wall_s,
             "validation": {k: v for k, v in last.items() if k.startswith(("loss", "acc", "flops"))},
-            "decoding": decode(workdir, n) if FLAGS.decode else None,
+            "decoding": decode(workdir) if FLAGS.decode else None,
         }
         _results.save_variant(NAME, key, result)
         print(

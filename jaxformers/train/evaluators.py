@@ -8,6 +8,7 @@ add a line to the table.
 """
 
 from jaxformers.data.icl_curves import icl_curve
+from jaxformers.data.induction import induction_accuracy
 from jaxformers.data.maze_navigation import maze_navigation
 from jaxformers.registry import lookup
 from jaxformers.train.outliers import outlier_metrics
@@ -16,6 +17,7 @@ EVALUATORS = {
     "maze_navigation": maze_navigation,  # greedy path decoding, exact match (mazes)
     "icl_curve": icl_curve,  # error curve of the model and the ICL baselines, same prompts
     "outliers": outlier_metrics,  # per-layer max |x| and kurtosis (Bondarenko et al. 2023)
+    "induction_accuracy": induction_accuracy,  # second token of a repeated name (data/induction.py)
 }
 
 
