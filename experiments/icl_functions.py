@@ -4,13 +4,16 @@
       --steps=8000 --curriculum=500
   nice -n 19 python experiments/icl_functions.py --preset=linear \
       --mixers=attention,linear_attention,gla --steps=1000 --curriculum=60
+  nice -n 19 python experiments/icl_functions.py --preset=sparse_linear --steps=2000 --curriculum=100
       -> experiments/results/icl_functions.json (variant key "<preset>/<mixer>/<steps>[_c<K>]")
          and icl_functions_<preset>_<mixers>_<steps>[_c<K>].png
 
 Trains configs/icl_functions.py (train.train_and_evaluate; workdirs under --root) once per token
 mixer and records the "icl_curve" evaluator's curves on the same 512 fresh prompts: squared error
 / E y² at each number of in-context examples for the model, OLS (minimum norm), 3-NN and averaging
-(Garg et al. 2022, arXiv 2208.01066, Fig. 2), plus the model's ratio to OLS where OLS is not ~0.
+(Garg et al. 2022, arXiv 2208.01066, Fig. 2), lasso (sparse) and Bayes ridge (noisy), the model's
+mean squared disagreement with each baseline ("spd_<name>", Akyürek et al. 2023, arXiv
+2211.15661, §4), and the model's ratio to OLS (and lasso) where that baseline is not ~0.
 """
 
 import importlib.util
@@ -62,10 +65,12 @@ def plot(results: dict, keys: list, figure: str):
         for name, c in r["curves"].items():
             if name == "model":
                 ax.plot(c, "o-", label=f"transformer ({key})")
-            elif (r["preset"], name) not in baselines_done:
+            elif not name.startswith("spd_") and (r["preset"], name) not in baselines_done:
                 baselines_done.add((r["preset"], name))
                 ax.plot(c, "--", label=f"{name} ({r['preset']})")
-    ax.set(xlabel="in-context examples", ylabel="squared error / E y²", ylim=(0, 1.6))
+    boolean = all(results[k]["preset"] in ("conjunction", "sparse_parity") for k in keys)
+    ylabel = "accuracy of sign(ŷ)" if boolean else "squared error / E y²"
+    ax.set(xlabel="in-context examples", ylabel=ylabel, ylim=(0, 1.05 if boolean else 1.6))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -90,6 +95,11 @@ def main(argv):
         final = done[-1] if done else train_and_evaluate(config, workdir)  # a finished run is reused
         curves = curves_from(final)
         ratio = [m / o if o > 1e-6 else None for m, o in zip(curves["model"], curves["ols"])]
+        extra = {}
+        if "lasso" in curves:  # sparse regression: how close to the sparsity-aware baseline
+            extra["model_over_lasso"] = [
+                m / o if o > 1e-6 else None for m, o in zip(curves["model"], curves["lasso"])
+            ]
         key = f"{FLAGS.preset}/{mixer}/{FLAGS.steps}{suffix}"
         keys.append(key)
         results = _results.save_variant(
@@ -104,7 +114,8 @@ def main(argv):
                 loss=float(final["loss"]),
                 curves=curves,
                 model_over_ols=ratio,
-            ),
+            )
+            | extra,
         )
         print(mixer, "model/ols per n:", ratio)
     figure = f"{NAME}_{FLAGS.preset}_{'-'.join(FLAGS.mixers)}_{FLAGS.steps}{suffix}"
