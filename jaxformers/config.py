@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import jax
-import jax.numpy as jnp
 
-from jaxformers.config_fields import ConfigError, default_config_dict, from_mapping, need
+from jaxformers.config_fields import ConfigError, default_config_dict, from_mapping, need  # noqa: F401 (re-exported)
 from jaxformers.ops import causal_linear_attention as linear_attention_ops
 from jaxformers.ops import moe as moe_ops
 from jaxformers.ops import pattention as pattention_ops
+from jaxformers.precision import PrecisionPolicy, with_legacy_fields
 
 
 def _check_chunk(field: str, chunk: int) -> None:
@@ -267,8 +267,9 @@ class ModelConfig:
     modality_dispatch: Literal["select", "grouped"] = "select"  # compute all, select | sorted tiles
     norm_placement: Literal["pre", "after_branch"] = "pre"  # after_branch: Chameleon / MoT
     tie_embeddings: bool = False
-    dtype: str = "float32"  # activations
-    param_dtype: str = "float32"
+    # params / compute / output (logits) / gradients dtypes (jaxformers/precision.py); the old
+    # fields `dtype` and `param_dtype` are read as precision.compute and precision.params
+    precision: PrecisionPolicy = dataclasses.field(default_factory=PrecisionPolicy)
     remat: bool = False
     # CPU fast paths (docs/cpu_training.md), same parameters and numerics either way; "auto" = on
     # when jax's default backend is the CPU, off on GPU/TPU (where XLA's own layouts are fast).
@@ -306,11 +307,15 @@ class ModelConfig:
 
     @property
     def activation_dtype(self):
-        return jnp.dtype(self.dtype)
+        return self.precision.dtype("compute")
 
     @property
     def parameter_dtype(self):
-        return jnp.dtype(self.param_dtype)
+        return self.precision.dtype("params")
+
+    @property
+    def output_dtype(self):
+        return self.precision.dtype("output")
 
     @property
     def parametric_norms(self) -> bool:
@@ -336,11 +341,6 @@ class ModelConfig:
              f"model.num_heads={self.num_heads} does not divide model.embed_dim={self.embed_dim}")
         need(self.qk_head_dim % 2 == 0, f"head dim {self.qk_head_dim} must be even for RoPE")
         need(self.num_modalities >= 1, f"model.num_modalities={self.num_modalities} must be >= 1")
-        for dt in ("dtype", "param_dtype"):
-            try:
-                jnp.dtype(getattr(self, dt))
-            except TypeError as e:
-                raise ConfigError(f"model.{dt}={getattr(self, dt)!r} is not a dtype") from e
         for field in dataclasses.fields(self):
             options = getattr(self, field.name)
             if dataclasses.is_dataclass(options):
@@ -356,7 +356,7 @@ def model_config_from(values: Mapping[str, Any]) -> ModelConfig:
     """ModelConfig from `config.model` (a ConfigDict or dict), validated."""
     if hasattr(values, "to_dict"):
         values = values.to_dict()
-    return from_mapping(ModelConfig, values, "model").validate()
+    return from_mapping(ModelConfig, with_legacy_fields(dict(values)), "model").validate()
 
 
 def model_config_dict():

@@ -64,7 +64,7 @@ class Block(nn.Module):
 
 
 class Decoder(nn.Module):
-    """tokens [B, T] int -> logits [B, T, vocab] float32."""
+    """tokens [B, T] int -> logits [B, T, vocab] in model.precision.output (float32 by default)."""
 
     cfg: ModelConfig
 
@@ -127,4 +127,4 @@ class Decoder(nn.Module):
             logits = self.embed.attend(x)
         else:
             logits = self.head(x)
-        return logits.astype(jnp.float32)
+        return logits.astype(self.cfg.output_dtype)

@@ -113,8 +113,8 @@ def _stack(block, cfg: ModelConfig, name: str):
 
 
 class EncoderDecoder(nn.Module):
-    """(tokens [B,T], visible [B,T]) -> logits [B, Tq, vocab] float32 at query_positions [B,Tq]
-    (default: every position 0..T-1)."""
+    """(tokens [B,T], visible [B,T]) -> logits [B, Tq, vocab] (model.precision.output) at
+    query_positions [B,Tq] (default: every position 0..T-1)."""
 
     cfg: ModelConfig
 
@@ -165,7 +165,7 @@ class EncoderDecoder(nn.Module):
                             ctx)
         y = self.final_norm(y, ctx)
         logits = self.embed.attend(y) if self.cfg.tie_embeddings else self.head(y)
-        return logits.astype(jnp.float32)
+        return logits.astype(self.cfg.output_dtype)
 
     def __call__(self, tokens, visible, *, query_positions=None, deterministic: bool = True):
         if query_positions is None:

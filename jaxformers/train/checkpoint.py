@@ -41,13 +41,20 @@ ALLOWED_ON_RESUME = (
     "grad_accum_steps",  # same batch, same update, split into micro-batches
     "model.attention.causal_block_size",  # the same causal attention, computed by blocks
     "model.mtp.backward",  # the same gradients, one head at a time
+    # the float32 master weights are the same arrays whatever dtype the step computes in
+    "model.precision.compute", "model.precision.output", "model.precision.gradients",
 )
 # Fields added after checkpoints were written with the behaviour they now switch: (does it
-# apply to this stored config, the value the old run trained with). A checkpoint without the field
-# resumes with that value, so the run continues as it started.
+# apply to this stored config, the value the old run trained with, or a function of the stored
+# config giving it). A checkpoint without the field resumes with that value, so the run continues
+# as it started.
 LEGACY_DEFAULTS = {
     # packed text before document masking: no segment_ids / positions in the batch
     "data.segment_ids": (lambda stored: stored.get("data.name") == "text", False),
+    # the precision policy replaced model.dtype (now model.precision.compute); training always
+    # keeps float32 master weights, so a stored model.param_dtype is not carried over
+    "model.precision.compute": (lambda stored: stored.get("model.dtype", "float32") != "float32",
+                                lambda stored: stored["model.dtype"]),
 }
 DAMAGED_DIR = "damaged_checkpoints"
 
@@ -162,6 +169,12 @@ def config_differences(stored: dict, config) -> list[str]:
     ]
 
 
+def legacy_values(stored: dict) -> dict:
+    """{field: value} of the `LEGACY_DEFAULTS` that a flattened stored config predates."""
+    return {key: old(stored) if callable(old) else old
+            for key, (applies, old) in LEGACY_DEFAULTS.items() if key not in stored and applies(stored)}
+
+
 def with_legacy_defaults(config, workdir: str):
     """`config`, or a copy with the `LEGACY_DEFAULTS` of fields that the newest checkpoint in
     `workdir` predates (e.g. data.segment_ids=False for a run begun before packed masking)."""
@@ -178,9 +191,7 @@ def with_legacy_defaults(config, workdir: str):
         return config
     finally:
         manager.close()
-    stored = _flatten(dict(stored["config"]))
-    missing = {key: old for key, (applies, old) in LEGACY_DEFAULTS.items()
-               if key not in stored and applies(stored)}
+    missing = legacy_values(_flatten(dict(stored["config"])))
     if not missing:
         return config
     config = config.copy_and_resolve_references()

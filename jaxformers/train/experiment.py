@@ -17,6 +17,7 @@ from jaxformers.config import ConfigError, model_config_from
 from jaxformers.data.registry import get_dataset_builder
 from jaxformers.models.registry import build_model
 from jaxformers.objectives.registry import get_objective
+from jaxformers.precision import value_and_grad_in
 from jaxformers.train import mesh as mesh_lib
 from jaxformers.train.config_base import validate_config
 from jaxformers.train.evaluators import get_evaluator
@@ -52,6 +53,12 @@ class Experiment:
         self.config = config
         self.workdir = workdir
         self.model_cfg = model_config_from(config.model)
+        master = self.model_cfg.precision.params
+        if master not in ("float32", "float64"):
+            raise ConfigError(
+                f"model.precision.params={master!r}: training keeps float32 master weights (the "
+                f"optimizer updates them, checkpoints hold them); lower model.precision.compute instead"
+            )
         self.model = build_model(config.model_family, self.model_cfg)
         self.objective = get_objective(config.objective)
         self.mesh = mesh_lib.make_mesh(config.mesh, devices)
@@ -164,9 +171,11 @@ class Experiment:
                     variables["constants"] = state.constants
                 return objective(model, variables, micro_batch, rng=micro_rng, step=state.step, train=True)
 
-            grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+            # model.precision.gradients: the dtype the backward pass writes weight gradients in
+            grad_fn = value_and_grad_in(loss_fn, self.model_cfg.precision.dtype("gradients"))
             if accum == 1:
                 (loss, metrics), grads = grad_fn(state.params, batch, rng)
+                grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, state.params)
             else:
                 loss, metrics, grads = accumulate_gradients(grad_fn, state.params, batch, rng, accum)
             updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
