@@ -39,9 +39,12 @@ def learning_rate_schedule(config) -> optax.Schedule:
 # What a parameter IS, from its own name (the last key of its path), not from its rank: under
 # nn.scan a norm scale is [layers, modalities, d], as many axes as a matrix. Projection and embedding
 # matrices decay (dense kernels, TokenFormer key/value parameter tokens, MoE expert and router
-# matrices, the LSA model's layer_<i>_kq / layer_<i>_pv); norm scales, biases and learned vectors do
-# not. A new parameter name must be added to one of the two patterns.
-DECAYED = re.compile(r"kernel|router_kernel|embedding|key_tokens|value_tokens|w\d+|layer_\d+_(kq|pv)")
+# matrices, the LSA model's layer_<i>_kq / _pv / _query / _key / _value / _projection); norm
+# scales, biases and learned vectors do not. A new parameter name must be added to one of the two
+# patterns.
+DECAYED = re.compile(
+    r"kernel|router_kernel|embedding|key_tokens|value_tokens|w\d+|layer_\d+_(kq|pv|query|key|value|projection)"
+)
 NOT_DECAYED = re.compile(r"(\w+_)?scale|(\w+_)?bias|b\d+|query")
 
 

@@ -29,7 +29,7 @@ CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
 # One config per kind of parameter tree: dense decoder, TokenFormer, learned MoE (biases, router),
 # SMoE-Dropout (frozen router), MoT with QK norms, GLA, MLM-U encoder-decoder, ICL LSA.
 FAMILIES = ("default", "tokenformer", "smoe_dropout:variant=learned", "smoe_dropout", "mot", "gla_lm",
-            "maze_mlmu", "icl_lsa")
+            "maze_mlmu", "icl_lsa", "icl_lsa:von_oswald")
 
 
 def _boxed_variables(name):
