@@ -8,6 +8,7 @@ That halves compile time (tiny MoE train run: 14.5 s -> 7.2 s).
 """
 
 import os
+import sys
 
 FAST_COMPILE = "--xla_backend_optimization_level=0"
 os.environ["JAXFORMERS_TEST_XLA_FLAGS"] = FAST_COMPILE  # read by subprocess launchers below
@@ -18,6 +19,8 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAXFORMERS_COLAB_SMALL", "1")
 
 import jax  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(__file__))  # the tests' shared helpers (notebook_runs)
 
 jax.config.update("jax_threefry_partitionable", True)
 
@@ -31,3 +34,16 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", CACHE_DIR)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def pytest_collection_finish(session):
+    """Start the selected notebooks in the background now (tests/notebook_runs.py says why)."""
+    notebooks = [
+        item.callspec.params["path"]
+        for item in session.items
+        if getattr(item, "originalname", None) == "test_notebook_executes"
+    ]
+    if notebooks:
+        from notebook_runs import RUNS
+
+        RUNS.start(notebooks)
