@@ -151,22 +151,23 @@ def fit_gd_plus_plus(x, y, layers: int, iters: int = 1000, lr0=None):
     layer (the diagonal, mean-tied GD++ update). lr0 defaults to the tuned `layers`-step GD rate.
     Returns (lrs [K], gammas [K], loss)."""
     lr0 = tune_gd_rate(x, y, layers)[0] if lr0 is None else lr0
-    target = y[:, -1]
-
-    def loss(theta):  # rates in units of lr0, so one Adam step size suits every preset
-        return half_mse(gd_plus_plus_predict(x, y, lr0 * theta[0], lr0 * theta[1]), target)
-
     opt = optax.adam(0.01)
-    theta = jnp.stack([jnp.ones(layers, x.dtype), jnp.zeros(layers, x.dtype)])
 
-    def step(carry, _):
-        theta, state = carry
-        grads = jax.grad(loss)(theta)
-        updates, state = opt.update(grads, state)
-        return (optax.apply_updates(theta, updates), state), None
+    def loss(theta, x, y):  # rates in units of lr0, so one Adam step size suits every preset
+        return half_mse(gd_plus_plus_predict(x, y, lr0 * theta[0], lr0 * theta[1]), y[:, -1])
 
-    (theta, _), _ = jax.jit(lambda t: jax.lax.scan(step, (t, opt.init(t)), None, length=iters))(theta)
-    return lr0 * theta[0], lr0 * theta[1], float(loss(theta))
+    @jax.jit  # the tasks are arguments, not constants folded into the program
+    def fit(theta, x, y):
+        def step(carry, _):
+            theta, state = carry
+            updates, state = opt.update(jax.grad(loss)(theta, x, y), state)
+            return (optax.apply_updates(theta, updates), state), None
+
+        (theta, _), _ = jax.lax.scan(step, (theta, opt.init(theta)), None, length=iters)
+        return theta, loss(theta, x, y)
+
+    theta, final = fit(jnp.stack([jnp.ones(layers, x.dtype), jnp.zeros(layers, x.dtype)]), x, y)
+    return lr0 * theta[0], lr0 * theta[1], float(final)
 
 
 def ols_predict(x, y):
