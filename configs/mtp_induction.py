@@ -16,7 +16,7 @@ from jaxformers.train.config_base import base_config, parse_config_arg
 
 
 def get_config(arg: str | None = None):
-    args = parse_config_arg(arg, n=2, steps=1500, seed=0)
+    args = parse_config_arg(arg, n=2, steps=1000, seed=0)
     c = base_config()
     c.model_family = "mtp"
     c.objective = "mtp"
@@ -29,7 +29,7 @@ def get_config(arg: str | None = None):
     c.seed = args["seed"]
     c.batch_size = 32
     c.num_steps = args["steps"]
-    c.learning_rate = 1e-3
+    c.learning_rate = 3e-3
     c.warmup_steps = 50
     c.eval_every = 50
     c.eval_batches = 2

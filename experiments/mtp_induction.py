@@ -2,7 +2,7 @@
 head 1's accuracy on the second token of a repeated two-token name passes 90%, for n = 1, 2, 4,
 then self-speculative decoding from validation-story prompts on the trained models.
 
-  nice -n 19 python experiments/mtp_induction.py --ns=1,2,4 --seeds=0 --steps=1500
+  nice -n 19 python experiments/mtp_induction.py --ns=1,2,4 --seeds=0 --steps=1000
       # -> experiments/results/mtp_induction.json (+ .png)
 
 Each (seed, n) trains configs/mtp_induction.py:n=...,steps=...,seed=... in --root/s{seed}_n{n}
@@ -25,7 +25,7 @@ NAME = "mtp_induction"
 
 flags.DEFINE_list("ns", ["1", "2", "4"], "Numbers of future tokens n.")
 flags.DEFINE_list("seeds", ["0"], "config.seed values (initialisation and story order).")
-flags.DEFINE_integer("steps", 1500, "Training steps.")
+flags.DEFINE_integer("steps", 1000, "Training steps.")
 flags.DEFINE_integer("eval_every", 50, "Steps between induction evaluations.")
 flags.DEFINE_float("threshold", 0.9, "Induction accuracy that counts as 'formed'.")
 flags.DEFINE_string("root", "/tmp/mtp_induction", "Workdirs go in root/s{seed}_n{n}.")

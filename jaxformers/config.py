@@ -220,22 +220,30 @@ class MTPOptions:
     parallel: head i (one block each, shared unembedding) reads the trunk and predicts x_{t+i}
     (Gloeckle et al. 2024, arXiv 2404.19737, §2); sequential: module k = 1..n-1 reads depth k-1 and
     the embedding of x_{t+k} and predicts x_{t+k+1} (DeepSeek-V3, arXiv 2412.19437, §2.2). Head 1
-    decodes. Loss = CE_1 + loss_weight * sum_i CE_i (parallel) or CE_1 + loss_weight / (n-1) * sum_k
-    CE_{k+1} (sequential, the paper's lambda / D); None = the paper's value (1.0; 0.3)."""
+    decodes. ftp: Walker 2024 (arXiv 2410.18160) future token prediction, the trunk's vector at t
+    expanded into pseudo_sequence_length vectors that a small decoder reads to predict x_{t+1..t+n}.
+    Loss = CE_1 + loss_weight * sum_i CE_i (parallel) or CE_1 + loss_weight / (n-1) * sum_k
+    CE_{k+1} (sequential, the paper's lambda / D) or sum_i loss_weight^(i-1) CE_i (ftp, weights
+    decaying with distance); None = the value chosen for the kind (1.0; 0.3; 0.5)."""
 
     num_future_tokens: int = 1
-    kind: Literal["parallel", "sequential"] = "parallel"
+    kind: Literal["parallel", "sequential", "ftp"] = "parallel"
     loss_weight: float | None = None
+    pseudo_sequence_length: int = 4  # ftp: vectors per position the FTP decoder cross-attends to
     # one_head_at_a_time: heads' gradients computed in turn, trunk backward once (Gloeckle Fig. 2)
     backward: Literal["plain", "one_head_at_a_time"] = "plain"
 
     @property
-    def extra_loss_weight(self) -> float:
-        """Weight of each extra prediction's cross-entropy CE_2..CE_n in the loss."""
+    def head_weights(self) -> list[float]:
+        """Weights of the predictions' cross-entropies CE_1..CE_n in the loss."""
+        n = self.num_future_tokens
+        if self.kind == "ftp":
+            decay = 0.5 if self.loss_weight is None else self.loss_weight
+            return [decay**i for i in range(n)]
         if self.kind == "parallel":
-            return 1.0 if self.loss_weight is None else self.loss_weight
+            return [1.0] + [1.0 if self.loss_weight is None else self.loss_weight] * (n - 1)
         lam = 0.3 if self.loss_weight is None else self.loss_weight
-        return lam / max(self.num_future_tokens - 1, 1)
+        return [1.0] + [lam / max(n - 1, 1)] * (n - 1)
 
     def validate(self, model: "ModelConfig") -> None:
         n = self.num_future_tokens
@@ -243,6 +251,10 @@ class MTPOptions:
         need(n <= model.max_len, f"model.mtp.num_future_tokens={n} must be <= model.max_len={model.max_len}")
         need(self.loss_weight is None or self.loss_weight >= 0,
              f"model.mtp.loss_weight={self.loss_weight} must be >= 0 (or None: the paper's value)")
+        need(self.pseudo_sequence_length >= 1,
+             f"model.mtp.pseudo_sequence_length={self.pseudo_sequence_length} must be >= 1")
+        need(self.kind != "ftp" or model.num_modalities == 1,
+             "model.mtp.kind='ftp' needs model.num_modalities=1 (its decoder reads no modality ids)")
         need(self.backward == "plain" or self.kind == "parallel",
              "model.mtp.backward='one_head_at_a_time' needs model.mtp.kind='parallel' (sequential "
              "modules depend on each other)")

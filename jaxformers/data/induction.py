@@ -5,11 +5,11 @@ the accuracy on the second token of a name already mentioned).
 
 A fixed toy language (drawn once from `data.language_seed`, shared by every split): a lexicon of
 `data.lexicon_words` words, each 1-3 filler tokens, and a word-bigram table (every word has 2
-possible successors). A story is a run of sentences `NAME word word ... .`: a two-token name of one
-of the story's `data.names_per_story` characters, 2-4 words, the full stop. Each story draws its
-own names (2 x names_per_story distinct tokens from the `data.name_tokens` name tokens), so the
-second token of a name is unpredictable at its first mention and predictable only by copying from
-an earlier mention (an induction head) at every later one.
+possible successors). A story is a run of sentences `NAME word ... .`: a two-token name of one
+of the story's `data.names_per_story` characters, 1 to `data.sentence_words` words, the full stop.
+Each story draws its own names (2 x names_per_story distinct tokens from the `data.name_tokens`
+name tokens), so the second token of a name is unpredictable at its first mention and predictable
+only by copying from an earlier mention (an induction head) at every later one.
 
 Token ids: 0 = ".", 1..filler_tokens = filler, then the name tokens (`vocab_size(data_config)`).
 Batches: inputs, targets [B, seq_len] int32 (a story of seq_len + 1 tokens, shifted), every target
@@ -27,8 +27,8 @@ from jaxformers.config_fields import ConfigError
 from jaxformers.data.text import batched_iterator
 
 DEFAULTS = dict(
-    seq_len=64, filler_tokens=24, name_tokens=32, lexicon_words=24, names_per_story=3,
-    language_seed=0, num_validation=512, eval_stories=256,
+    seq_len=64, filler_tokens=24, name_tokens=32, lexicon_words=24, names_per_story=2,
+    sentence_words=3, language_seed=0, num_validation=512, eval_stories=256,
 )  # fmt: skip
 _KEYS = set(DEFAULTS) | {"name"}
 _SPLIT_SEEDS = {"train": 0, "validation": 1}
@@ -42,7 +42,14 @@ def options(data_config) -> dict:
     if unknown:
         raise ConfigError(f"unknown config key(s) data.{sorted(unknown)}; valid: {sorted(_KEYS)}")
     opts = {k: int(data_config.get(k, v)) for k, v in DEFAULTS.items()}
-    for key in ("seq_len", "filler_tokens", "lexicon_words", "num_validation", "eval_stories"):
+    for key in (
+        "seq_len",
+        "filler_tokens",
+        "lexicon_words",
+        "sentence_words",
+        "num_validation",
+        "eval_stories",
+    ):
         if opts[key] < 1:
             raise ConfigError(f"config.data.{key}={opts[key]} must be >= 1")
     if opts["names_per_story"] < 1 or 2 * opts["names_per_story"] > opts["name_tokens"]:
@@ -99,7 +106,7 @@ class StorySource:
             seen.add(who)
             tokens.extend(names[who])
             word = int(rng.integers(opts["lexicon_words"]))
-            for _ in range(int(rng.integers(2, 5))):
+            for _ in range(int(rng.integers(1, opts["sentence_words"] + 1))):
                 tokens.extend(lang.words[word])
                 word = int(lang.successors[word, rng.integers(2)])
             tokens.append(STOP)

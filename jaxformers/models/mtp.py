@@ -15,6 +15,14 @@ output) with the embedding of the token k steps ahead, then runs one `Block`,
     P(x_{t+k+1} | x_{<=t+k}) = softmax(OutHead(h^k_t))                     (DeepSeek-V3 eqs. 21-23)
 with the embedding and output head shared. The paper writes [h; emb]; the released weights and
 every implementation put the embedding first (`eh_proj(cat[enorm(emb), hnorm(h)])`), as here.
+ftp: future token prediction (Walker 2024, arXiv 2410.18160): the trunk's vector z_t (RMSNorm) is
+projected linearly into a pseudo-sequence of L = model.mtp.pseudo_sequence_length vectors,
+    S_t = reshape(W z_t) in R^{L x d},   W in R^{Ld x d},
+and a small decoder reads the n tokens (x_t, x_{t+1}, ..., x_{t+n-1}) with causal self-attention
+(one `Block`) and cross-attention to S_t (one encdec `DecoderBlock`); its output j, through the
+shared final norm and unembedding, predicts x_{t+j+1} from x_{<=t+j}. Chosen here, as the paper's
+details were not available: the decoder's first input is x_t itself, one self-attention and one
+cross-attention block, RoPE positions 0..L-1 / 0..n-1 in the decoder, L = 4.
 `heads="all"` returns every prediction's logits [n, B, T, V] for the "mtp" objective.
 """
 
@@ -24,6 +32,7 @@ import jax.numpy as jnp
 
 from jaxformers.config import ModelConfig
 from jaxformers.models.decoder import Block, Decoder, token_context
+from jaxformers.models.encdec import DecoderBlock
 from jaxformers.nn.context import Context
 from jaxformers.nn.norms import make_norm
 
@@ -57,6 +66,40 @@ class SequentialMTPModule(nn.Module):
         return Block(cfg, name="block")(projected, ctx)[0]
 
 
+class FutureTokenDecoder(nn.Module):
+    """Walker 2024's FTP decoder: (z [B, T, d], decoder inputs [B, T, m] token ids with column j =
+    x_{t+j}) -> hidden [B, T, m, d], column j predicting x_{t+j+1}."""
+
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, z, embedded_inputs, ctx: Context):
+        cfg = self.cfg
+        batch, time, count, d = embedded_inputs.shape
+        length = cfg.mtp.pseudo_sequence_length
+        pseudo = nn.DenseGeneral(  # the expansive linear map W in R^{Ld x d}
+            length * d,
+            use_bias=False,
+            kernel_init=nn.with_logical_partitioning(nn.initializers.normal(cfg.init_std), ("embed", "mlp")),
+            param_dtype=cfg.parameter_dtype,
+            dtype=cfg.activation_dtype,
+            name="expand",
+        )(make_norm(cfg, "trunk_norm")(z, ctx))
+        memory = pseudo.reshape(batch * time, length, d)
+        y = embedded_inputs.reshape(batch * time, count, d)
+        # each position's n-token mini-sequence: causal, never cached (it is rebuilt every step)
+        mini = token_context(
+            jnp.zeros((batch * time, count), jnp.int32), step=ctx.step,
+            active_experts=ctx.active_experts, deterministic=ctx.deterministic,
+        )  # fmt: skip
+        y = Block(cfg, name="self_block")(y, mini)[0]
+        memory_positions = jnp.broadcast_to(jnp.arange(length), (batch * time, length))
+        visible = jnp.ones((batch * time, length), bool)
+        cross = DecoderBlock(cfg, name="cross_block")
+        y = cross(y, mini.positions, memory, memory_positions, visible, mini)[0]
+        return y.reshape(batch, time, count, d)
+
+
 class MTPDecoder(Decoder):
     """tokens [B, T] -> head-1 logits [B, T, V], or [n, B, T, V] with heads="all" (float32)."""
 
@@ -67,6 +110,8 @@ class MTPDecoder(Decoder):
         n = cfg.mtp.num_future_tokens
         if cfg.mtp.kind == "parallel":
             self.mtp_heads = [block(cfg) for _ in range(n)]
+        elif cfg.mtp.kind == "ftp":
+            self.ftp_decoder = FutureTokenDecoder(cfg)
         else:
             self.mtp_heads = [block(cfg)]
             module = nn.remat(SequentialMTPModule, prevent_cse=False) if cfg.remat else SequentialMTPModule
@@ -101,10 +146,10 @@ class MTPDecoder(Decoder):
     ) -> jax.Array:
         if heads not in ("first", "all"):
             raise ValueError(f"heads={heads!r}; expected 'first' or 'all'")
-        if decode and heads == "all" and self.cfg.mtp.kind == "sequential" and not self.is_initializing():
+        if decode and heads == "all" and self.cfg.mtp.kind != "parallel" and not self.is_initializing():
             raise ValueError(
-                "heads='all' with decode=True needs model.mtp.kind='parallel' (a sequential "
-                "module reads the token k steps ahead, which decoding has not produced)"
+                "heads='all' with decode=True needs model.mtp.kind='parallel' (a sequential module "
+                "or the FTP decoder reads the tokens ahead, which decoding has not produced)"
             )
         ctx = token_context(
             tokens,
@@ -122,6 +167,11 @@ class MTPDecoder(Decoder):
         if self.cfg.mtp.kind == "parallel":
             used = self.mtp_heads if every else self.mtp_heads[:1]
             logits = [self.unembed(head(z, ctx)[0], ctx) for head in used]
+        elif self.cfg.mtp.kind == "ftp":
+            count = self.cfg.mtp.num_future_tokens if every else 1
+            ahead = jnp.stack([shift_left(tokens, j) for j in range(count)], axis=-1)  # [B, T, m]
+            hidden = self.ftp_decoder(z, self.embed(ahead), ctx)
+            logits = list(jnp.moveaxis(self.unembed(hidden, ctx), 2, 0))
         else:
             hidden = self.mtp_heads[0](z, ctx)[0]
             logits = [self.unembed(hidden, ctx)]

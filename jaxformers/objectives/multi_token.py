@@ -4,12 +4,15 @@ Parallel heads (Gloeckle et al. 2024, arXiv 2404.19737, §2 eqs. 2-3, every head
     L = sum_{i=1..n} CE_i,   CE_i = mean_t -log P(x_{t+i} | x_{<=t});
 sequential MTP modules (DeepSeek-V3, arXiv 2412.19437, §2.2 eq. 25, L_MTP = lambda / D sum_k L^k
 with D = n - 1 depths, added to the main next-token loss):
-    L = CE_1 + lambda / (n-1) sum_{k=1..n-1} CE_{k+1}.
-The weight of CE_2..CE_n is `model.mtp.extra_loss_weight` (model.mtp.loss_weight; None = 1 for
-parallel heads, lambda = 0.3 for sequential modules). Each CE_i's mean runs over the positions whose
-token i steps ahead exists (and lies in the same packed segment); per-head losses are reported as
-loss_head{i}, and loss_head1 is the next-token loss comparable with the "next_token" objective. With
-n = 1 the objective equals next_token_loss exactly.
+    L = CE_1 + lambda / (n-1) sum_{k=1..n-1} CE_{k+1};
+future token prediction (Walker 2024, arXiv 2410.18160; token losses down-weighted exponentially
+with distance ahead, the factor gamma not known from the paper, 0.5 chosen here):
+    L = sum_{i=1..n} gamma^(i-1) CE_i.
+The weights are `model.mtp.head_weights` (from model.mtp.loss_weight; None = 1 for parallel
+heads, lambda = 0.3 for sequential modules, gamma = 0.5 for ftp). Each CE_i's mean runs over the
+positions whose token i steps ahead exists (and lies in the same packed segment); per-head losses
+are reported as loss_head{i}, and loss_head1 is the next-token loss comparable with the
+"next_token" objective. With n = 1 the objective equals next_token_loss exactly.
 
 model.mtp.backward="one_head_at_a_time" computes the same loss and gradients in Gloeckle et al.'s
 memory-efficient order (Fig. 2): trunk forward, then each head's forward and backward in turn
@@ -42,7 +45,7 @@ def mtp_loss(model, variables, batch, *, rng, step, train):
         raise ConfigError(
             f"model.mtp.num_future_tokens={n} exceeds the sequence length {seq_len} (data.seq_len)"
         )
-    head_weights = [1.0] + [cfg.mtp.extra_loss_weight] * (n - 1)
+    head_weights = cfg.mtp.head_weights
     targets = [
         future_targets(batch["targets"], batch.get("weights"), batch.get("segment_ids"), i)
         for i in range(1, n + 1)
