@@ -31,19 +31,22 @@ VARIANTS = {
 
 
 def get_config(arg: str | None = None):
-    args = parse_config_arg(arg, variant="vanilla", steps="200")
+    args = parse_config_arg(arg, variant="vanilla", steps=200, dim=64, layers=2, weight_decay=0.1, evals=4)
     if args["variant"] not in VARIANTS:
         raise ValueError(f"variant={args['variant']!r}; expected one of {sorted(VARIANTS)}")
     c = base_config()
-    c.model.update(dict(embed_dim=64, num_layers=2, num_heads=4, num_kv_heads=2, max_len=128))
+    c.model.update(
+        dict(embed_dim=args["dim"], num_layers=args["layers"], num_heads=4, num_kv_heads=2, max_len=128)
+    )
     c.model.attention.update(VARIANTS[args["variant"]])
     c.data.seq_len = 128
     c.batch_size = 16
-    c.num_steps = int(args["steps"])
+    c.num_steps = args["steps"]
     c.warmup_steps = max(10, c.num_steps // 20)
-    c.eval_every = max(20, c.num_steps // 4)
+    c.eval_every = max(20, c.num_steps // args["evals"])  # points on the kurtosis curve
     c.checkpoint_every = c.num_steps
     c.eval_batches = 4
     c.learning_rate = 3e-3
+    c.weight_decay = args["weight_decay"]
     c.evaluators = ("outliers",)
     return c

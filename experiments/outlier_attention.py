@@ -23,10 +23,21 @@ SUMMARY = ("loss", "outliers/max_inf_norm", "outliers/avg_kurtosis", "outliers/m
 
 flags.DEFINE_integer("steps", 200, "Training steps per variant.")
 flags.DEFINE_string("root", "runs/outliers", "Parent of the three workdirs.")
+flags.DEFINE_integer("dim", 64, "Model width (configs/outliers.py dim=).")
+flags.DEFINE_integer("layers", 2, "Number of layers (configs/outliers.py layers=).")
+flags.DEFINE_float("weight_decay", 0.1, "AdamW weight decay (configs/outliers.py weight_decay=).")
+flags.DEFINE_integer("evals", 4, "Evaluations (points on the kurtosis curve) per run.")
 flags.DEFINE_list("variants", ["vanilla", "gated", "clipped"], "configs/outliers.py variants.")
 flags.DEFINE_bool("quantize", False, "Also quantize each checkpoint (qwix; FP32, W8A8, W4/W3 RTN, GPTQ).")
 flags.DEFINE_integer("calibration_batches", 8, "Training batches for GPTQ Hessians / W8A8 ranges.")
 FLAGS = flags.FLAGS
+
+
+def run_name() -> str:
+    """'400steps' at the default size (the earlier runs' names), else '2000steps_d128_L4_wd0.1'."""
+    if (FLAGS.dim, FLAGS.layers, FLAGS.weight_decay) == (64, 2, 0.1):
+        return f"{FLAGS.steps}steps"
+    return f"{FLAGS.steps}steps_d{FLAGS.dim}_L{FLAGS.layers}_wd{FLAGS.weight_decay:g}"
 
 
 def get_config(arg: str):
@@ -87,8 +98,11 @@ def main(argv):
 
     results = {}
     for variant in FLAGS.variants:
-        config = get_config(f"variant={variant},steps={FLAGS.steps}")
-        workdir = os.path.join(FLAGS.root, f"{variant}_{FLAGS.steps}")
+        config = get_config(
+            f"variant={variant},steps={FLAGS.steps},dim={FLAGS.dim},layers={FLAGS.layers},"
+            f"weight_decay={FLAGS.weight_decay},evals={FLAGS.evals}"
+        )
+        workdir = os.path.join(FLAGS.root, f"{variant}_{run_name().replace('steps', '', 1)}")
         valid = read_metrics(workdir, "validation") if os.path.exists(workdir) else []
         if not valid or valid[-1]["step"] < config.num_steps:
             train_and_evaluate(config, workdir)
@@ -102,7 +116,8 @@ def main(argv):
         }
         if FLAGS.quantize:
             result["quantization"] = quantization_rows(workdir, config)
-        results = _results.save_variant(NAME, f"{variant}_{FLAGS.steps}steps", result)
+        result["model"] = {"dim": FLAGS.dim, "layers": FLAGS.layers, "weight_decay": FLAGS.weight_decay}
+        results = _results.save_variant(NAME, f"{variant}_{run_name()}", result)
         last = valid[-1]
         print(f"{variant:8s} step {last['step']} " + "  ".join(f"{k}={last[k]:.3f}" for k in SUMMARY))
         for r in result.get("quantization", {}).get("rows", []):
@@ -110,7 +125,7 @@ def main(argv):
                 f"    {r['scheme']:8s} loss={r['loss']:.4f} ppl={r['perplexity']:.3f} "
                 f"gap={r['gap_to_fp32']:+.4f}"
             )
-    shown = {k: v for k, v in results.items() if k.endswith(f"_{FLAGS.steps}steps")}
+    shown = {k: v for k, v in results.items() if k.endswith(f"_{run_name()}")}
     print("wrote", _results.save_figure(plot(shown), NAME))
 
 

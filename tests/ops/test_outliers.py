@@ -76,3 +76,33 @@ def test_kurtosis_and_inf_norm_match_numpy():
 def test_outlier_statistics_reject_unbatched_input():
     with pytest.raises(ValueError, match="at least 2 dims"):
         outliers.kurtosis(jnp.ones(5))
+
+
+@pytest.mark.parametrize("gamma", [0.0, -0.05])
+def test_attention_probabilities_reproduce_dot_product_attention_with_gqa(gamma):
+    kq, kk, kv = jax.random.split(jax.random.PRNGKey(3), 3)
+    with jax.enable_x64(True):
+        q = jax.random.normal(kq, (2, 6, 4, 8), jnp.float64) * 2
+        k = jax.random.normal(kk, (2, 6, 2, 8), jnp.float64) * 2
+        v = jax.random.normal(kv, (2, 6, 2, 8), jnp.float64)
+        probs = outliers.attention_probabilities(q, k, gamma=gamma)
+        assert probs.shape == (2, 4, 6, 6) and probs.dtype == jnp.float64
+        assert np.all(np.asarray(probs)[:, :, np.triu_indices(6, 1)[0], np.triu_indices(6, 1)[1]] == 0)
+        mixed = jnp.einsum("bhts,bshd->bthd", probs, jnp.repeat(v, 2, axis=2))
+        want = dot_product_attention(q, k, v, causal=True, gamma=gamma, zeta=1.0)
+        np.testing.assert_allclose(np.asarray(mixed), np.asarray(want), rtol=1e-12, atol=1e-12)
+
+
+def test_delimiter_attention_mass_per_head():
+    t = 5
+    is_delim = np.array([[True, False, False, True, False]])
+    on_delims = np.zeros((1, 1, t, t))
+    on_delims[0, 0, :, 0] = 1.0  # every query reads the first token, a delimiter: a no-op head
+    uniform = np.tril(np.ones((t, t))) / np.arange(1, t + 1)[:, None]
+    probs = np.concatenate([on_delims, uniform[None, None]], axis=1)
+    mass = np.asarray(outliers.delimiter_attention_mass(jnp.asarray(probs), jnp.asarray(is_delim)))
+    want_uniform = np.mean([(is_delim[0, : i + 1]).sum() / (i + 1) for i in range(t)])
+    np.testing.assert_allclose(mass, [1.0, want_uniform], rtol=1e-6)
+    with pytest.raises(ValueError, match="is_delimiter") as e:
+        outliers.delimiter_attention_mass(jnp.asarray(probs), jnp.asarray(is_delim[:, :3]))
+    assert "\n" not in str(e.value)
