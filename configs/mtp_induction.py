@@ -2,7 +2,8 @@
 (data/induction.py), n parallel heads (Gloeckle et al. 2024, arXiv 2404.19737, §4.1).
 
   python launch/train.py --config=configs/mtp_induction.py:n=2 --workdir=runs/induction_n2
-  nice -n 19 python experiments/mtp_induction.py --ns=1,2,4 --seeds=0,1   # steps to 90%, decoding
+  nice -n 19 python experiments/mtp_induction.py --ns=1,2,4 --seeds=0   # steps to 90%, decoding
+  nice -n 19 python experiments/mtp_induction.py --ns=4 --kind=ftp      # Walker 2024's FTP, N = 4
 
 The head-1 path is 2 blocks for every n: a 1-layer trunk and head 1's block; heads 2..n are one
 block each on the same trunk (so the n > 1 models have n - 1 more blocks, not fewer trunk layers as
@@ -16,7 +17,7 @@ from jaxformers.train.config_base import base_config, parse_config_arg
 
 
 def get_config(arg: str | None = None):
-    args = parse_config_arg(arg, n=2, steps=1000, seed=0)
+    args = parse_config_arg(arg, n=2, steps=1000, seed=0, kind="parallel")
     c = base_config()
     c.model_family = "mtp"
     c.objective = "mtp"
@@ -26,6 +27,7 @@ def get_config(arg: str | None = None):
         num_kv_heads=4, max_len=64,
     ))  # fmt: skip
     c.model.mtp.num_future_tokens = args["n"]
+    c.model.mtp.kind = args["kind"]
     c.seed = args["seed"]
     c.batch_size = 32
     c.num_steps = args["steps"]

@@ -24,6 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAME = "mtp_induction"
 
 flags.DEFINE_list("ns", ["1", "2", "4"], "Numbers of future tokens n.")
+flags.DEFINE_string("kind", "parallel", "model.mtp.kind: parallel, sequential or ftp (no decoding).")
 flags.DEFINE_list("seeds", ["0"], "config.seed values (initialisation and story order).")
 flags.DEFINE_integer("steps", 1000, "Training steps.")
 flags.DEFINE_integer("eval_every", 50, "Steps between induction evaluations.")
@@ -50,6 +51,24 @@ def steps_to(curve: list, threshold: float):
     return next((step for step, acc in curve if acc >= threshold), None)
 
 
+def adjacent_cosine(workdir: str) -> float:
+    """Mean cosine similarity of the trunk's vectors z_t, z_{t+1} on the evaluator's stories
+    (Walker 2024 report FTP's vectors vary more smoothly along the text than a GPT's)."""
+    import jax.numpy as jnp
+
+    from jaxformers.config import model_config_from
+    from jaxformers.data import induction
+    from jaxformers.models.registry import build_model
+    from jaxformers.train.checkpoint import load_variables
+
+    config, variables, _ = load_variables(workdir)
+    model = build_model(config.model_family, model_config_from(config.model))
+    tokens, _, _ = induction.eval_stories(config.data)
+    z = model.apply(variables, jnp.asarray(tokens[:, :-1]), method="trunk")
+    z = z / jnp.linalg.norm(z, axis=-1, keepdims=True)
+    return float(jnp.mean(jnp.sum(z[:, 1:] * z[:, :-1], axis=-1)))
+
+
 def decode(workdir: str) -> dict:
     from jaxformers.config import model_config_from
     from jaxformers.data import induction
@@ -63,9 +82,31 @@ def decode(workdir: str) -> dict:
     source = induction.StorySource(opts, split="validation", length=opts["num_validation"])
     first = opts["eval_stories"]
     prompts = [source.story(first + i)[0][: FLAGS.prompt_len] for i in range(FLAGS.num_prompts)]
-    return _speculative.compare_decoders(
+    result = _speculative.compare_decoders(
         model, variables, prompts, new_tokens=FLAGS.new_tokens, reps=FLAGS.reps
     )
+    result |= story_agreement(model, variables, config)
+    return result
+
+
+def story_agreement(model, variables, config) -> dict:
+    """Teacher-forced on the evaluator's stories (real text, not a greedy loop): how often head i's
+    argmax at t equals head 1's argmax at t+i-1 (the draft a verifier would keep, given the true
+    prefix) and the true token x_{t+i}."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jaxformers.data import induction
+
+    tokens, _, _ = induction.eval_stories(config.data)
+    guesses = np.asarray(jnp.argmax(model.apply(variables, jnp.asarray(tokens[:, :-1]), heads="all"), -1))
+    out = {}
+    for i in range(2, guesses.shape[0] + 1):
+        draft = guesses[i - 1, :, : -(i - 1)]
+        out[f"story_head{i}_agrees_with_head1"] = float(np.mean(draft == guesses[0, :, i - 1 :]))
+        out[f"story_head{i}_accuracy"] = float(np.mean(draft == tokens[:, i:]))
+    out["story_head1_accuracy"] = float(np.mean(guesses[0] == tokens[:, 1:]))
+    return out
 
 
 def plot(results: dict):
@@ -76,10 +117,11 @@ def plot(results: dict):
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
     colors = {1: "tab:blue", 2: "tab:orange", 4: "tab:green"}
-    for r in sorted(results.values(), key=lambda r: (r["n"], r["seed"])):
+    for r in sorted(results.values(), key=lambda r: (r.get("kind", "parallel"), r["n"], r["seed"])):
         steps, acc = zip(*r["curve"], strict=True)
-        ax.plot(steps, acc, color=colors.get(r["n"], "k"), alpha=0.8,
-                label=f"n={r['n']}, seed {r['seed']}")  # fmt: skip
+        kind = r.get("kind", "parallel")
+        ax.plot(steps, acc, color=colors.get(r["n"], "k"), alpha=0.8, ls="-" if kind == "parallel" else "--",
+                label=f"{'' if kind == 'parallel' else kind + ' '}n={r['n']}, seed {r['seed']}")  # fmt: skip
     ax.axhline(0.9, color="gray", ls=":", lw=1)
     ax.set(xlabel="training step", ylabel="second-token accuracy, repeated names",
            title="induction: head 1 (next token)", ylim=(-0.02, 1.02))  # fmt: skip
@@ -98,11 +140,12 @@ def main(argv):
 
     for seed in map(int, FLAGS.seeds):
         for n in map(int, FLAGS.ns):
-            config = get_config(f"n={n},steps={FLAGS.steps},seed={seed}")
+            config = get_config(f"n={n},steps={FLAGS.steps},seed={seed},kind={FLAGS.kind}")
             config.eval_every = FLAGS.eval_every
             config.progress_bar = False
-            workdir = os.path.join(FLAGS.root, f"s{seed}_n{n}_{FLAGS.steps}")
-            key = f"s{seed}_n{n}_{FLAGS.steps}steps"
+            kind = "" if FLAGS.kind == "parallel" else f"{FLAGS.kind}_"
+            workdir = os.path.join(FLAGS.root, f"{kind}s{seed}_n{n}_{FLAGS.steps}")
+            key = f"{kind}s{seed}_n{n}_{FLAGS.steps}steps"
             valid = read_metrics(workdir, "validation") if os.path.exists(workdir) else []
             train_wall_s = _results.load(NAME).get(key, {}).get("train_wall_s")
             if not valid or valid[-1]["step"] < FLAGS.steps:
@@ -112,17 +155,21 @@ def main(argv):
                 valid = read_metrics(workdir, "validation")
             curve = [(r["step"], r["induction_accuracy"]) for r in valid if "induction_accuracy" in r]
             result = {
-                "n": n, "seed": seed, "steps": FLAGS.steps, "workdir": workdir,
+                "n": n, "kind": FLAGS.kind, "seed": seed, "steps": FLAGS.steps, "workdir": workdir,
                 "train_wall_s": train_wall_s,
                 "steps_to_threshold": steps_to(curve, FLAGS.threshold), "threshold": FLAGS.threshold,
+                "steps_to_50pct": steps_to(curve, 0.5),
+                "adjacent_cosine": adjacent_cosine(workdir),
                 "curve": curve,
                 "first_mention_accuracy": valid[-1]["first_mention_accuracy"],
                 "validation": {k: v for k, v in valid[-1].items() if k.startswith(("loss", "acc"))},
-                "decoding": decode(workdir) if FLAGS.num_prompts else None,
+                "decoding": decode(workdir) if FLAGS.num_prompts and FLAGS.kind == "parallel" else None,
             }  # fmt: skip
             _results.save_variant(NAME, key, result)
-            print(f"seed {seed} n={n}: steps to {FLAGS.threshold:.0%} = {result['steps_to_threshold']}, "
-                  f"final induction accuracy {curve[-1][1]:.3f}", flush=True)  # fmt: skip
+            print(f"{FLAGS.kind} seed {seed} n={n}: steps to {FLAGS.threshold:.0%} = "
+                  f"{result['steps_to_threshold']}, to 50% = {result['steps_to_50pct']}, final induction "
+                  f"accuracy {curve[-1][1]:.3f}, adjacent cosine {result['adjacent_cosine']:.3f}",
+                  flush=True)  # fmt: skip
             if d := result["decoding"]:
                 print(f"  acceptance {d['acceptance_rate']:.3f}  tokens/pass {d['tokens_per_pass']:.2f}  "
                       f"speed-up {d['speed_up']:.2f}  identical {d['identical_to_greedy']}",
