@@ -7,6 +7,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 from jaxformers.testing import tiny_train_config
 from jaxformers.train import train_and_evaluate
@@ -28,40 +29,69 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_two_processes_match_the_single_process_run(tmp_path):
+@pytest.fixture(scope="module")
+def workers(tmp_path_factory):
+    """Every worker of this module, started at once: they spend most of their time compiling on one
+    core each, and none depends on another. {name: (Popen, workdir)}."""
+    root = tmp_path_factory.mktemp("workers")
     port = str(_free_port())
-    procs = [
-        subprocess.Popen([sys.executable, WORKER, "multiprocess", str(i), port, str(tmp_path / "mp")],
-                         env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        for i in range(2)
-    ]
-    outputs = [p.communicate(timeout=400)[0].decode() for p in procs]
-    for p, out in zip(procs, outputs):
-        assert p.returncode == 0, out[-3000:]
+    commands = {
+        "multiprocess_0": ("multiprocess", "0", port, str(root / "mp")),
+        "multiprocess_1": ("multiprocess", "1", port, str(root / "mp")),
+        "kill_during_save": ("kill_during_save", "9", str(root / "killed")),
+        "sigterm": ("sigterm", "3", str(root / "preempted")),
+    }
+    started = {
+        name: (
+            subprocess.Popen(
+                [sys.executable, WORKER, *args],
+                env=_env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            ),
+            args[-1],
+        )
+        for name, args in commands.items()
+    }
+    yield started
+    for proc, _ in started.values():
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _finish(workers, name):
+    """(output, return code, workdir) of a worker, once it has exited."""
+    proc, workdir = workers[name]
+    return proc.communicate(timeout=400)[0], proc.returncode, workdir
+
+
+def test_two_processes_match_the_single_process_run(workers, tmp_path):
+    for name in ("multiprocess_0", "multiprocess_1"):
+        output, returncode, mp_workdir = _finish(workers, name)
+        assert returncode == 0, output[-3000:]
     cfg = tiny_train_config(num_steps=6, checkpoint_every=0, eval_every=0)
     train_and_evaluate(cfg, tmp_path / "single", devices=jax.devices()[:4])
-    multi = [r["total_loss"] for r in read_metrics(str(tmp_path / "mp"), "train")]
+    multi = [r["total_loss"] for r in read_metrics(mp_workdir, "train")]
     single = [r["total_loss"] for r in read_metrics(str(tmp_path / "single"), "train")]
     assert len(multi) == 6
     np.testing.assert_allclose(multi, single, atol=1e-5)
 
 
-def test_sigkill_during_a_save_resumes_from_the_previous_complete_checkpoint(tmp_path):
-    proc = subprocess.run([sys.executable, WORKER, "kill_during_save", "9", str(tmp_path)],
-                          env=_env(), capture_output=True, timeout=400)
-    assert proc.returncode == -9, proc.stderr.decode()[-3000:]
-    leftovers = os.listdir(checkpoint_dir(str(tmp_path)))
+def test_sigkill_during_a_save_resumes_from_the_previous_complete_checkpoint(workers):
+    output, returncode, workdir = _finish(workers, "kill_during_save")
+    assert returncode == -9, output[-3000:]
+    leftovers = os.listdir(checkpoint_dir(str(workdir)))
     assert any(name.startswith("9.") for name in leftovers), leftovers  # the partial step
-    assert latest_step(str(tmp_path)) == 6
-    train_and_evaluate(tiny_train_config(num_steps=12, checkpoint_every=3, eval_every=0), tmp_path)
-    assert latest_step(str(tmp_path)) == 12
-    steps = [r["step"] for r in read_metrics(str(tmp_path), "train")]
+    assert latest_step(str(workdir)) == 6
+    train_and_evaluate(tiny_train_config(num_steps=12, checkpoint_every=3, eval_every=0), workdir)
+    assert latest_step(str(workdir)) == 12
+    steps = [r["step"] for r in read_metrics(str(workdir), "train")]
     assert steps[-6:] == [7, 8, 9, 10, 11, 12]  # steps 7-9 were redone after the crash
 
 
-def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
-    proc = subprocess.run([sys.executable, WORKER, "sigterm", "3", str(tmp_path)],
-                          env=_env(), capture_output=True, text=True, timeout=400)
-    assert proc.returncode == 0 and "exited cleanly" in proc.stdout, proc.stderr[-3000:]
-    step = latest_step(str(tmp_path))
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(workers):
+    output, returncode, workdir = _finish(workers, "sigterm")
+    assert returncode == 0 and "exited cleanly" in output, output[-3000:]
+    step = latest_step(str(workdir))
     assert step is not None and 3 <= step < 1000  # saved at preemption, not at a scheduled step
