@@ -17,15 +17,37 @@ from jaxformers.train.checkpoint import DAMAGED_DIR, checkpoint_dir, latest_step
 from jaxformers.train.workdir import WorkdirError, locked
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
-TINY = ("--config=tests/train/tiny_config.py", "--config.num_steps=8", "--config.checkpoint_every=4",
-        "--config.eval_every=0")
+TINY = (
+    "--config=tests/train/tiny_config.py",
+    "--config.num_steps=8",
+    "--config.checkpoint_every=4",
+    "--config.eval_every=0",
+)
 
 
-def _train(workdir, *flags, **kwargs):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1 "
-               + os.environ.get("JAXFORMERS_TEST_XLA_FLAGS", ""))
-    return subprocess.run([sys.executable, "launch/train.py", *TINY, f"--workdir={workdir}", *flags],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=400, **kwargs)
+def _start(workdir, *flags):
+    env = dict(
+        os.environ,
+        XLA_FLAGS="--xla_force_host_platform_device_count=1 "
+        + os.environ.get("JAXFORMERS_TEST_XLA_FLAGS", ""),
+    )
+    return subprocess.Popen(
+        [sys.executable, "launch/train.py", *TINY, f"--workdir={workdir}", *flags],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait(proc):
+    stdout, stderr = proc.communicate(timeout=400)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def _train(workdir, *flags):
+    return _wait(_start(workdir, *flags))
 
 
 def _files(root) -> dict:
@@ -71,6 +93,47 @@ def _damage(workdir, how: str) -> str:
     return step8
 
 
+@pytest.fixture(scope="module")
+def launched(trained, tmp_path_factory):
+    """The command-line runs that need no other process alive, prepared and started at once (each
+    spends most of its time starting up and compiling on one core). {case: (Popen, context)}."""
+    root = tmp_path_factory.mktemp("launched")
+    truncated = _copy(trained, root / "truncated")
+    step8 = _damage(truncated, "truncate")
+    changed = _copy(trained, root / "changed")
+    started = {
+        "truncated": (
+            _start(truncated),
+            dict(
+                workdir=truncated,
+                damaged=_files(step8),
+                intact=_files(os.path.join(checkpoint_dir(str(truncated)), "4")),
+            ),
+        ),
+        "changed": (
+            _start(
+                changed,
+                "--config.model.embed_dim=64",
+                "--config.seed=3",
+                "--config.num_steps=10",
+                "--config.learning_rate=0.5",
+            ),
+            dict(workdir=changed, before=_files(checkpoint_dir(str(changed)))),
+        ),
+        "unknown_key": (_start(root / "unknown", "--config.model.embd_dim=3"), {}),
+        "unknown_key_debug": (_start(root / "unknown_debug", "--config.model.embd_dim=3", "--debug"), {}),
+    }
+    yield started
+    for proc, _ in started.values():
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _finish(launched, case):
+    proc, context = launched[case]
+    return _wait(proc), context
+
+
 def _check_skipped_and_kept(workdir, stderr: str, damaged: dict, intact: dict):
     warnings = [line for line in stderr.splitlines() if "skipped damaged checkpoint" in line]
     assert len(warnings) == 1 and "step 8" in warnings[0], stderr[-3000:]
@@ -81,14 +144,11 @@ def _check_skipped_and_kept(workdir, stderr: str, damaged: dict, intact: dict):
     assert latest_step(str(workdir)) == 8
 
 
-def test_a_truncated_newest_checkpoint_is_skipped_in_one_line_and_kept_aside(trained, tmp_path):
-    workdir = _copy(trained, tmp_path / "w")
-    step8 = _damage(workdir, "truncate")
-    damaged, intact = _files(step8), _files(os.path.join(checkpoint_dir(str(workdir)), "4"))
-    run = _train(workdir)
+def test_a_truncated_newest_checkpoint_is_skipped_in_one_line_and_kept_aside(launched):
+    run, context = _finish(launched, "truncated")
     assert run.returncode == 0, run.stderr[-3000:]
     assert "resuming from step 4" in run.stdout
-    _check_skipped_and_kept(workdir, run.stderr, damaged, intact)
+    _check_skipped_and_kept(context["workdir"], run.stderr, context["damaged"], context["intact"])
 
 
 def test_a_newest_checkpoint_with_deleted_files_is_skipped_in_one_line(trained, tmp_path, capfd):
@@ -102,24 +162,27 @@ def test_a_newest_checkpoint_with_deleted_files_is_skipped_in_one_line(trained, 
     _check_skipped_and_kept(workdir, err, damaged, intact)
 
 
-def test_a_changed_config_is_refused_in_one_line_naming_every_field(trained, tmp_path):
-    workdir = _copy(trained, tmp_path / "w")
-    before = _files(checkpoint_dir(str(workdir)))
-    run = _train(workdir, "--config.model.embed_dim=64", "--config.seed=3",
-                 "--config.num_steps=10", "--config.learning_rate=0.5")
+def test_a_changed_config_is_refused_in_one_line_naming_every_field(launched):
+    run, context = _finish(launched, "changed")
     assert run.returncode == 1, run.stderr[-3000:]
     last = _last_line(run.stderr)
     assert last.startswith("error: ") and "Traceback" not in run.stderr, run.stderr[-3000:]
     assert "model.embed_dim: 32 -> 64" in last and "seed: 0 -> 3" in last
     assert "num_steps" not in last and "learning_rate" not in last  # allowed to change on resume
-    assert _files(checkpoint_dir(str(workdir))) == before
+    assert _files(checkpoint_dir(str(context["workdir"]))) == context["before"]
 
 
 def test_a_second_run_on_a_live_runs_workdir_refuses_and_a_killed_run_leaves_no_lock(tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from jaxformers.train.workdir import locked\n"
-         f"with locked({str(tmp_path)!r}):\n    print('locked', flush=True); time.sleep(600)"],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from jaxformers.train.workdir import locked\n"
+            f"with locked({str(tmp_path)!r}):\n    print('locked', flush=True); time.sleep(600)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(WorkdirError, match=rf"in use by another run \(pid {holder.pid}"):
@@ -144,10 +207,10 @@ def test_a_workdir_that_is_a_file_is_a_one_line_error(tmp_path):
             pass
 
 
-def test_an_unknown_config_key_is_one_line_with_the_suggestion(tmp_path):
-    run = _train(tmp_path, "--config.model.embd_dim=3")
+def test_an_unknown_config_key_is_one_line_with_the_suggestion(launched):
+    run, _ = _finish(launched, "unknown_key")
     assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
     assert run.stderr.strip().count("\n") == 0, run.stderr
     assert "embd_dim" in run.stderr and 'Did you mean "embed_dim"' in run.stderr
-    debug = _train(tmp_path, "--config.model.embd_dim=3", "--debug")
+    debug, _ = _finish(launched, "unknown_key_debug")
     assert debug.returncode != 0 and "Traceback" in debug.stderr
