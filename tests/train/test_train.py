@@ -25,15 +25,21 @@ def test_tiny_run_lowers_the_loss(tmp_path):
     assert losses[-5:].mean() < losses[:3].mean() - 0.3
 
 
-@pytest.mark.parametrize("mesh", [(2, 2, 2), (8, 1, 1)])
-def test_losses_do_not_depend_on_the_mesh(tmp_path, mesh):
-    single = tmp_path / "single"
+@pytest.fixture(scope="module")
+def single_device_losses(tmp_path_factory):
     cfg = tiny_train_config(eval_every=0, checkpoint_every=0)
     cfg.mesh.update(data=1, fsdp=1, tensor=1)
-    train_and_evaluate(cfg, single, devices=jax.devices()[:1])
+    workdir = tmp_path_factory.mktemp("single")
+    train_and_evaluate(cfg, workdir, devices=jax.devices()[:1])
+    return _train_losses(workdir)
+
+
+@pytest.mark.parametrize("mesh", [(2, 2, 2), (8, 1, 1)])
+def test_losses_do_not_depend_on_the_mesh(tmp_path, mesh, single_device_losses):
+    cfg = tiny_train_config(eval_every=0, checkpoint_every=0)
     cfg.mesh.update(data=mesh[0], fsdp=mesh[1], tensor=mesh[2])
     train_and_evaluate(cfg, tmp_path / "mesh")
-    np.testing.assert_allclose(_train_losses(tmp_path / "mesh"), _train_losses(single), atol=1e-5)
+    np.testing.assert_allclose(_train_losses(tmp_path / "mesh"), single_device_losses, atol=1e-5)
 
 
 def test_resume_is_bitwise_exact(tmp_path):
