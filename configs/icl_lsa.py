@@ -12,6 +12,12 @@ shared 2-core CPU, ~9-13 min per preset under heavy load): isotropic 0.5758 (opt
 u·W_KQ = 0.767-0.770·I, rel. error to Γ^{-1} 0.5%); nonisotropic 0.3414 (optimum 0.3409, +0.2%;
 best plain GD 0.3756; learned diag 0.820, 0.821, 2.337, 4.293, 0.820 vs Γ^{-1} 0.823, 0.823, 2.336,
 4.324, 0.823); von_oswald 0.2059 (best one-step GD 0.2062, -0.15%).
+`layers=K` stacks K separate layers (von Oswald et al.'s multi-layer setting; von_oswald preset):
+  nice -n 19 python experiments/icl_lsa_layers.py --layers=1,2,3,4 --steps=1000
+test ½-MSE trained / K-step GD / K-layer GD++: K=1 0.2053 / 0.2053 / 0.2053, K=2 0.1577 / 0.1580 /
+0.1038, K=3 0.1369 / 0.1328 / 0.0622, K=4 0.2416 / 0.1212 / 0.0634 (sensitivity cosine to GD 0.9999,
+0.972, 0.972, 0.878; to GD++ 0.9999, 0.927, 0.924, 0.817): at 1000 steps the trained models reach GD,
+not GD++ (the paper trains 50k steps; docs/icl.md, result 5).
 """
 
 from jaxformers.train.config_base import base_config, parse_config_arg
