@@ -16,14 +16,22 @@ N, D, H = 4, 6, 16  # experts, model width, dense hidden width
 
 def _dense_ffn(rng, d=D, hidden=H, dtype=jnp.float64):
     k = jax.random.split(rng, 4)
-    return (jax.random.normal(k[0], (d, hidden), dtype), jax.random.normal(k[1], (hidden,), dtype),
-            jax.random.normal(k[2], (hidden, d), dtype), jax.random.normal(k[3], (d,), dtype))
+    return (
+        jax.random.normal(k[0], (d, hidden), dtype),
+        jax.random.normal(k[1], (hidden,), dtype),
+        jax.random.normal(k[2], (hidden, d), dtype),
+        jax.random.normal(k[3], (d,), dtype),
+    )
 
 
 def _experts(rng, n=N, d=D, h=H // N, dtype=jnp.float64):
     k = jax.random.split(rng, 4)
-    return (jax.random.normal(k[0], (n, d, h), dtype), jax.random.normal(k[1], (n, h), dtype),
-            jax.random.normal(k[2], (n, h, d), dtype), jax.random.normal(k[3], (n, d), dtype))
+    return (
+        jax.random.normal(k[0], (n, d, h), dtype),
+        jax.random.normal(k[1], (n, h), dtype),
+        jax.random.normal(k[2], (n, h, d), dtype),
+        jax.random.normal(k[3], (n, d), dtype),
+    )
 
 
 def test_k_equals_n_with_equal_logits_equals_the_dense_ffn_it_was_split_from():
@@ -50,8 +58,9 @@ def test_k1_picks_the_argmax_expert():
         np.testing.assert_array_equal(weights, jax.nn.one_hot(logits.argmax(-1), N))
         w1, b1, w2, b2 = params
         e = logits.argmax(-1)
-        expected = jnp.einsum("th,thd->td", jax.nn.relu(jnp.einsum("td,tdh->th", x, w1[e]) + b1[e]),
-                              w2[e]) + b2[e]
+        expected = (
+            jnp.einsum("th,thd->td", jax.nn.relu(jnp.einsum("td,tdh->th", x, w1[e]) + b1[e]), w2[e]) + b2[e]
+        )
         np.testing.assert_allclose(moe.moe_masked(x, weights, *params), expected, atol=1e-10)
 
 
@@ -137,13 +146,15 @@ def _reference_keep(logits, k, capacity):
 def test_dispatch_keep_mask_follows_gshard_order(k, capacity_factor):
     logits = jax.random.normal(jax.random.PRNGKey(k), (3, 12, N))
     cap = moe.expert_capacity(12, N, k, capacity_factor)
-    np.testing.assert_array_equal(moe.dispatch_keep_mask(logits, k, cap),
-                                  _reference_keep(np.asarray(logits), k, cap))
+    np.testing.assert_array_equal(
+        moe.dispatch_keep_mask(logits, k, cap), _reference_keep(np.asarray(logits), k, cap)
+    )
 
 
-@pytest.mark.parametrize("k,capacity_factor,gate", [(2, 100.0, "topk_softmax"),
-                                                    (1, 0.5, "topk_softmax"), (3, 1.0, "topk_softmax"),
-                                                    (1, 1.0, "softmax")])
+@pytest.mark.parametrize(
+    "k,capacity_factor,gate",
+    [(2, 100.0, "topk_softmax"), (1, 0.5, "topk_softmax"), (3, 1.0, "topk_softmax"), (1, 1.0, "softmax")],
+)
 def test_dispatch_equals_masked_values_and_gradients(k, capacity_factor, gate):
     """With capacity = S nothing is dropped; below it, dispatch == masked with dropped (token,
     expert) weights zeroed (dropped tokens get 0 from that expert, as in Switch/GShard)."""
@@ -163,14 +174,18 @@ def test_dispatch_equals_masked_values_and_gradients(k, capacity_factor, gate):
             weights = moe.combine_weights(logits, k, gate).astype(x.dtype) * keep
             return moe.moe_masked(x, weights, *params)
 
-        via_dispatch, via_masked = jax.jit(via_dispatch), jax.jit(via_masked)
-        a, b = via_dispatch(x, router, params), via_masked(x, router, params)
-        np.testing.assert_allclose(a, b, atol=1e-10)
-        keep = moe.dispatch_keep_mask(moe.router_logits(x, router), k, cap)
-        assert bool(keep.sum(-1).min() < k) == (cap < 10)  # drops exactly when capacity < S
         loss = lambda f: lambda *args: jnp.sum(jnp.sin(f(*args)))  # noqa: E731
-        ga = jax.jit(jax.grad(loss(via_dispatch), argnums=(0, 1, 2)))(x, router, params)
-        gb = jax.jit(jax.grad(loss(via_masked), argnums=(0, 1, 2)))(x, router, params)
+
+        @jax.jit  # one compile for both paths, the keep mask and both gradients
+        def values_and_gradients(x, router, params):
+            keep = moe.dispatch_keep_mask(moe.router_logits(x, router), k, cap)
+            ga = jax.grad(loss(via_dispatch), argnums=(0, 1, 2))(x, router, params)
+            gb = jax.grad(loss(via_masked), argnums=(0, 1, 2))(x, router, params)
+            return via_dispatch(x, router, params), via_masked(x, router, params), keep, ga, gb
+
+        a, b, keep, ga, gb = values_and_gradients(x, router, params)
+        np.testing.assert_allclose(a, b, atol=1e-10)
+        assert bool(keep.sum(-1).min() < k) == (cap < 10)  # drops exactly when capacity < S
         jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, atol=1e-9), ga, gb)
 
 
