@@ -7,7 +7,7 @@
   python benchmarks/long_context_step.py     # step time and memory against T, both mixers
 
 The block of configs/gla_lm.py (pre-norm RMSNorm, SwiGLU, d=128, 4 layers, 4 heads) on the default
-byte-level corpus, packed documents masked, windows of `seq` bytes, batch 2. Equal parameters: GLA
+byte-level corpus, packed documents masked, windows of `seq` bytes, batch 1. Equal parameters: GLA
 has 859,648; softmax attention (MHA, RoPE) with the SwiGLU hidden widened from 336 to 344 has
 859,264 (0.04% fewer). `block` sets model.attention.causal_block_size for the softmax model (the
 library's causal fast path; 0 computes the full T x T square). Each model trains for the number of
@@ -24,7 +24,7 @@ ATTENTION_MLP_DIM = 344
 
 
 def get_config(arg: str | None = None):
-    args = parse_config_arg(arg, mixer="gla", seq=2048, batch=2, steps=300, block=128)
+    args = parse_config_arg(arg, mixer="gla", seq=2048, batch=1, steps=240, block=128)
     if args["mixer"] not in MIXERS:
         raise ValueError(f"mixer={args['mixer']!r}; expected one of {MIXERS}")
     c = base_config()
