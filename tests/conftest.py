@@ -47,3 +47,8 @@ def pytest_collection_finish(session):
         from notebook_runs import RUNS
 
         RUNS.start(notebooks)
+
+
+def pytest_sessionfinish(session):
+    if "notebook_runs" in sys.modules:
+        sys.modules["notebook_runs"].RUNS.stop()

@@ -7,6 +7,7 @@ beside the first. A notebook test then only waits for its own run and checks the
 """
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -27,6 +28,8 @@ class NotebookRuns:
         self._done: dict[str, threading.Event] = {}
         self._results: dict[str, tuple[int, str]] = {}
         self._widened = False
+        self._stopped = False
+        self._procs: list[subprocess.Popen] = []
 
     def start(self, paths):
         """Queue each notebook once; they run in order, `self._slots` at a time."""
@@ -45,12 +48,21 @@ class NotebookRuns:
             raise TimeoutError(f"{os.path.basename(path)} did not finish in {timeout} s")
         return self._results[path]
 
+    def stop(self):
+        """Kill the runs still going (a session stopped early, e.g. by -x or Ctrl-C)."""
+        self._stopped = True
+        for proc in list(self._procs):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+
     def _run(self, path):
         env = dict(
             os.environ, JAXFORMERS_COLAB_SMALL="1", XLA_FLAGS=os.environ.get("JAXFORMERS_TEST_XLA_FLAGS", "")
         )  # one CPU device
         with self._slots:
             try:
+                if self._stopped:
+                    raise RuntimeError("the test session ended before this notebook ran")
                 command = [
                     sys.executable,
                     "-c",
@@ -59,10 +71,17 @@ class NotebookRuns:
                     os.path.dirname(path),
                     str(BACKGROUND_NICENESS),
                 ]
-                run = subprocess.run(
-                    command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900
+                proc = subprocess.Popen(  # its own process group: stop() reaches the kernel too
+                    command,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    start_new_session=True,
                 )
-                self._results[path] = (run.returncode, run.stdout)
+                self._procs.append(proc)
+                output, _ = proc.communicate(timeout=900)
+                self._results[path] = (proc.returncode, output)
             except Exception as e:  # noqa: BLE001  (reported by the notebook's test)
                 self._results[path] = (-1, f"{type(e).__name__}: {e}")
             finally:
