@@ -1,6 +1,6 @@
 """Where the decoder's training step spends its time, next to PyTorch eager, phase by phase.
 
-  python benchmarks/step_phases.py [--dims=256,512 --reps=15]
+  python benchmarks/step_phases.py [--dims=256,512 --calls=15]   (--dims: train_throughput.py's flag)
 
 The decoder rows of train_throughput.py (4 layers, GQA, SwiGLU, batch 16 x 256, float32), timed in
 three phases on both sides, interleaved, medians: the loss alone (forward), the loss and its
@@ -27,8 +27,7 @@ from jaxformers import allocator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "benchmarks", "results", "step_phases.json")
-flags.DEFINE_list("dims", ["256", "512"], "Decoder widths.")
-flags.DEFINE_integer("reps", 15, "Interleaved timed calls per phase.")
+flags.DEFINE_integer("calls", 15, "Interleaved timed calls per phase.")
 FLAGS = flags.FLAGS
 BATCH, SEQ, LAYERS, VOCAB = 16, 256, 4, 264
 
@@ -38,6 +37,9 @@ def _load(path, name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+THROUGHPUT = _load("benchmarks/train_throughput.py", "train_throughput")
 
 
 def _medians_ms(fns: dict, reps: int) -> dict:
@@ -54,21 +56,9 @@ def _medians_ms(fns: dict, reps: int) -> dict:
 
 
 def jax_phases(d):
-    from jaxformers.testing import tiny_train_config
     from jaxformers.train.experiment import Experiment
 
-    config = tiny_train_config(batch_size=BATCH, num_steps=1000)
-    config.model.update(
-        dict(
-            embed_dim=d,
-            num_layers=LAYERS,
-            num_heads=d // 64,
-            num_kv_heads=d // 128,
-            max_len=SEQ,
-            vocab_size=VOCAB,
-        )
-    )
-    config.data = dict(name="synthetic", seq_len=SEQ, vocab=256, num_records=4096)
+    config = THROUGHPUT.decoder_config(d)
     config.mesh.update(data=1, fsdp=1, tensor=1)
     exp = Experiment(config, devices=jax.devices()[:1])
     state = [exp.fresh_state()]
@@ -97,7 +87,7 @@ def torch_phases(d, hidden):
     import torch
     import torch.nn.functional as F
 
-    reference = _load("benchmarks/torch_reference.py", "torch_reference")
+    reference = THROUGHPUT.load("benchmarks/torch_reference.py", "torch_reference")
     torch.manual_seed(0)
     model = reference.Decoder(VOCAB, d, LAYERS, d // 64, d // 128, hidden)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
@@ -159,7 +149,7 @@ def main(argv):
         attention = attention_phases(d)
         fns = {f"jax_{k}": f for k, f in jax_fns.items()} | {f"torch_{k}": f for k, f in torch_fns.items()}
         fns |= {f"attention_{k}": f for k, f in attention.items()}
-        ms = _medians_ms(fns, FLAGS.reps)
+        ms = _medians_ms(fns, FLAGS.calls)
         row = {
             "d": d,
             "load": os.getloadavg()[0],

@@ -105,14 +105,20 @@ def jax_variant(config, overrides):
     return step, flops, n_params, tokens
 
 
-def decoder_row(d):
+def decoder_config(d):
+    """The decoder row's config (and benchmarks/step_phases.py's): 4 layers, GQA, batch 16 x 256."""
     from jaxformers.testing import tiny_train_config
 
-    sizes = dict(embed_dim=d, num_layers=4, num_heads=d // 64, num_kv_heads=d // 128, max_len=256,
-                 vocab_size=264)
     config = tiny_train_config(batch_size=16, num_steps=1000)
-    config.model.update(sizes)
+    config.model.update(dict(embed_dim=d, num_layers=4, num_heads=d // 64, num_kv_heads=d // 128,
+                             max_len=256, vocab_size=264))
     config.data = dict(name="synthetic", seq_len=256, vocab=256, num_records=4096)
+    return config
+
+
+def decoder_row(d):
+    config = decoder_config(d)
+    sizes = config.model
     variants = {"before": jax_variant(config, BEFORE), "after": jax_variant(config, {})}
     if FLAGS.causal_block_size:
         blocks = dict(attention=dict(causal_block_size=FLAGS.causal_block_size))
