@@ -101,11 +101,13 @@ def head_statistics(experiment, variables) -> tuple[dict, dict]:
         batch = {k: np.asarray(v) for k, v in next(iterator).items()}
         probs, values = jax.device_get(stats(batch))
         delim = np.isin(batch["inputs"], DELIMITERS)
-        visible = (probs > 0).astype(np.float64)  # a uniform head spreads over the visible keys
-        uniform = visible / np.maximum(visible.sum(-1, keepdims=True), 1)
+        seg = None if "segment_ids" not in batch else jnp.asarray(batch["segment_ids"])
+        b, t = batch["inputs"].shape  # visible keys from the mask: clipped softmax gives exact zeros
+        uniform = np.asarray(outliers.uniform_attention(b, t, segment_ids=seg))  # [B, 1, T, T]
         mass = jax.vmap(outliers.delimiter_attention_mass, in_axes=(0, None))
         sums["delimiter_mass"] += np.asarray(mass(probs, delim))
-        sums["uniform_mass"] += np.asarray(mass(uniform, delim))
+        uniform_mass = np.asarray(outliers.delimiter_attention_mass(uniform, delim))  # [1]: every head
+        sums["uniform_mass"] += np.broadcast_to(uniform_mass, (probs.shape[0], probs.shape[2]))  # [L, H]
         sums["eos_mass"] += np.asarray(mass(probs, batch["inputs"] == EOS_ID))
         norms = np.repeat(np.linalg.norm(values, axis=-1), group, axis=-1)  # [L, B, T, H]
         sums["v_norm_delim"] += norms[:, delim].mean(axis=1)

@@ -78,6 +78,22 @@ def attention_probabilities(
     return probs if mask is None else jnp.where(mask, probs, 0.0)
 
 
+def uniform_attention(
+    batch: int, q_len: int, *, causal: bool = True, segment_ids: jax.Array | None = None
+) -> jax.Array:
+    """Weights [B, 1, Tq, Tk] of a head that spreads evenly over the keys it may see.
+
+    The baseline for `delimiter_attention_mass`: "may see" comes from the causal / segment mask
+    (`ops.attention.attention_mask`), not from nonzero weights, which clipped softmax (eq. 4.1)
+    also zeroes. segment_ids: optional [B, T] packed-document ids (Tq == Tk).
+    """
+    mask = attention_mask(q_len, q_len, causal=causal, q_segment_ids=segment_ids, kv_segment_ids=segment_ids)
+    if mask is None:
+        return jnp.full((batch, 1, q_len, q_len), 1.0 / q_len)
+    visible = jnp.broadcast_to(mask, (batch, 1, q_len, q_len)).astype(jnp.float32)
+    return visible / jnp.maximum(visible.sum(-1, keepdims=True), 1.0)
+
+
 def delimiter_attention_mass(probs: jax.Array, is_delimiter: jax.Array) -> jax.Array:
     """Mean over samples and query positions of the attention each head puts on delimiter keys.
 

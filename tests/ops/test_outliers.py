@@ -106,3 +106,16 @@ def test_delimiter_attention_mass_per_head():
     with pytest.raises(ValueError, match="is_delimiter") as e:
         outliers.delimiter_attention_mass(jnp.asarray(probs), jnp.asarray(is_delim[:, :3]))
     assert "\n" not in str(e.value)
+
+
+def test_uniform_attention_spreads_over_the_masked_keys_even_where_clipped_softmax_gives_zero():
+    seg = np.array([[0, 0, 0, 1, 1, 1]])
+    got = np.asarray(outliers.uniform_attention(1, 6, segment_ids=jnp.asarray(seg)))
+    visible = np.tril(np.ones((6, 6), bool)) & (seg[0][:, None] == seg[0][None, :])
+    np.testing.assert_allclose(got[0, 0], visible / visible.sum(-1, keepdims=True), rtol=1e-6)
+    x = jax.random.normal(jax.random.PRNGKey(4), (1, 6, 1, 4)) * 4
+    clipped = np.asarray(outliers.attention_probabilities(x, x, segment_ids=jnp.asarray(seg), gamma=-0.3))
+    assert np.sum((clipped[0, 0] == 0) & visible) > 0  # so probs > 0 would undercount visible keys
+    causal = np.asarray(outliers.uniform_attention(2, 5))
+    assert causal.shape == (2, 1, 5, 5)
+    np.testing.assert_allclose(causal[1, 0], np.tril(np.ones((5, 5))) / np.arange(1, 6)[:, None], rtol=1e-6)
