@@ -1,4 +1,7 @@
-"""Resuming an "mtp" run with another head count is refused in one line naming the field."""
+"""Resuming an "mtp" run: another head count is refused in one line naming the field; the
+one-head backward (same arrays, same gradients) may be switched."""
+
+import json
 
 import pytest
 
@@ -23,3 +26,14 @@ def test_resume_with_another_num_future_tokens_is_a_one_line_error(tmp_path):
     message = str(error.value)
     assert "\n" not in message
     assert "model.mtp.num_future_tokens: 2 -> 4" in message
+
+
+def test_the_one_head_backward_may_be_switched_on_resume_but_not_the_head_count():
+    # The one-head-at-a-time backward stores the same arrays and computes the same gradients
+    # (tests/models/test_mtp_sequential.py), so resuming with it switched on is allowed.
+    cfg = tiny_train_config(model_family="mtp", objective="mtp", **{"model.mtp.num_future_tokens": 2})
+    stored = json.loads(cfg.to_json_best_effort())
+    cfg.model.mtp.backward = "one_head_at_a_time"
+    assert ckpt.config_differences(stored, cfg) == []
+    cfg.model.mtp.num_future_tokens = 4
+    assert ckpt.config_differences(stored, cfg) == ["model.mtp.num_future_tokens: 2 -> 4"]
