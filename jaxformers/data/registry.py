@@ -12,7 +12,7 @@ exact. A grain `DatasetIterator` satisfies this; build it as
 For "validation" the iterator may be finite; the loop takes `config.eval_batches` batches.
 """
 
-from jaxformers.data import icl_functions, icl_regression, induction, mazes, text, two_modality
+from jaxformers.data import icl_bursty, icl_functions, icl_regression, induction, mazes, text, two_modality
 from jaxformers.registry import lookup
 
 DATASETS = {
@@ -21,6 +21,7 @@ DATASETS = {
     "mazes": mazes.build_mazes,
     "icl_regression": icl_regression.build,
     "icl_functions": icl_functions.build,  # ops/icl_tasks.py prompts
+    "icl_bursty": icl_bursty.build,  # ops/icl_bursty.py bursty Zipf classification (Chan et al. 2022)
     "two_modality": two_modality.build_two_modality,
     "induction": induction.build,  # two-token-name stories (multi-token prediction, Gloeckle §4.1)
 }

@@ -10,6 +10,7 @@ masking / dropout; step: scalar int32; train: static bool. loss: float32 scalar 
 auxiliary losses); metrics: dict of float32 scalars, averaged over evaluation batches.
 """
 
+from jaxformers.objectives.icl_classification import icl_classification_loss
 from jaxformers.objectives.icl_functions import icl_boolean_loss, icl_functions_loss
 from jaxformers.objectives.icl_regression import icl_regression_loss
 from jaxformers.objectives.mlm_u import mlm_u_objective
@@ -23,6 +24,7 @@ OBJECTIVES = {
     "icl_regression": icl_regression_loss,
     "icl_functions": icl_functions_loss,  # squared error at every prefix (Garg et al. 2022)
     "icl_boolean": icl_boolean_loss,  # logistic loss at every prefix (Bhattamishra et al. 2024)
+    "icl_classification": icl_classification_loss,  # query label cross-entropy (Chan et al. 2022)
     "mtp": mtp_loss,  # Gloeckle et al. 2024, arXiv 2404.19737 (model_family "mtp")
 }
 
