@@ -9,7 +9,6 @@ squared disagreement with each baseline ("spd_<baseline>", same scale; Akyürek 
 """
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxformers.data import icl_functions as data
@@ -37,12 +36,13 @@ def baseline_predictions(xs, ys, data_config) -> dict:
 
 def error_curves(model, variables, data_config, num_prompts: int = 512, seed: int = 0) -> dict:
     """name -> per-prefix metric on the same prompts: squared error / E y² (Garg et al.'s
-    normalisation, zero predictor ≈ 1) or, for boolean tasks, accuracy of sign(ŷ)."""
+    normalisation, zero predictor ≈ 1) or, for boolean tasks, accuracy of sign(ŷ) (a zero
+    prediction counts 1/2)."""
     xs, ys = data.curve_prompts(data_config, num_prompts, seed)
     preds = {"model": jax.jit(model.apply)(variables, xs, ys)}
     preds |= baseline_predictions(xs, ys, data_config)
     if data.is_boolean(data_config):
-        return {k: np.asarray(jnp.mean(jnp.sign(p) * ys > 0, axis=0)).tolist() for k, p in preds.items()}
+        return {k: np.asarray(B.sign_accuracy_curve(p, ys)).tolist() for k, p in preds.items()}
     task, d, _, kw = data.task_kwargs(data_config)
     scale = error_scale(task, d, kw.get("k", 3), kw.get("w_scale", 1.0)) + kw.get("noise_std", 0.0) ** 2
     curves = {k: np.asarray(B.squared_error_curve(p, ys, scale)).tolist() for k, p in preds.items()}

@@ -129,3 +129,10 @@ def disagreement_curve(pred_a, pred_b, scale: float = 1.0):
     E (A(D_<i)(x_i) - B(D_<i)(x_i))² / scale: [B, n] x2 -> [n]. Akyürek et al. 2023 (arXiv
     2211.15661, §4) call it the squared prediction difference (SPD); no label enters it."""
     return jnp.mean((pred_a - pred_b) ** 2, axis=0) / scale
+
+
+def sign_accuracy_curve(pred, ys):
+    """Accuracy of sign(ŷ_i) against labels y ∈ {±1} at every prefix i: [B, n] -> [n]. A zero
+    prediction (no evidence yet, e.g. every baseline at i = 0) is a tie and scores 1/2, the
+    expected accuracy of breaking it by a fair coin, not 0."""
+    return jnp.mean((jnp.sign(pred) * ys + 1.0) / 2.0, axis=0)

@@ -123,3 +123,11 @@ def test_bad_inputs_are_one_line_errors():
         T.sparse_linear(jax.random.key(0), 2, 3, 5, k=6)
     with pytest.raises(ValueError, match="covariance must be symmetric positive definite"):
         T.linear(jax.random.key(0), 2, 3, 2, covariance=[[1.0, 2.0], [2.0, 1.0]])
+
+
+def test_sign_accuracy_scores_a_zero_prediction_as_a_coin_flip():
+    ys = jnp.array([[1.0, -1.0, 1.0], [-1.0, -1.0, 1.0]])
+    pred = jnp.array([[0.0, -2.0, -0.5], [0.0, 0.3, 4.0]])  # ties, right / wrong, wrong / right
+    np.testing.assert_array_equal(B.sign_accuracy_curve(pred, ys), [0.5, 0.5, 0.5])
+    np.testing.assert_array_equal(B.sign_accuracy_curve(B.zero_predict(None, ys), ys), [0.5, 0.5, 0.5])
+    np.testing.assert_array_equal(B.sign_accuracy_curve(ys, ys), [1.0, 1.0, 1.0])
