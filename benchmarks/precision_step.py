@@ -24,8 +24,6 @@ from absl import app, flags
 from jaxformers import allocator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-flags.DEFINE_integer("reps", 3, "Interleaved repetitions.")
-flags.DEFINE_integer("steps", 3, "Timed steps per variant per repetition.")
 FLAGS = flags.FLAGS
 
 BF16 = {"compute": "bfloat16"}
@@ -44,10 +42,14 @@ def load(path: str, name: str):
     return module
 
 
+# loaded before the flags are parsed: it defines --reps and --steps (3 each), which this script uses
+THROUGHPUT = load("benchmarks/train_throughput.py", "train_throughput")
+
+
 def main(argv):
     del argv
     allocator.keep_temp_buffers_in_heap()  # before the CPU backend starts
-    throughput = load("benchmarks/train_throughput.py", "train_throughput")
+    throughput = THROUGHPUT
     config = load("configs/default.py", "default").get_config()
     steps, tokens = {}, {}
     for name, overrides in VARIANTS.items():

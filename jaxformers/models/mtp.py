@@ -101,7 +101,7 @@ class FutureTokenDecoder(nn.Module):
 
 
 class MTPDecoder(Decoder):
-    """tokens [B, T] -> head-1 logits [B, T, V], or [n, B, T, V] with heads="all" (float32)."""
+    """tokens [B, T] -> head-1 logits [B, T, V], or [n, B, T, V] with heads="all" (precision.output)."""
 
     def setup(self):
         super().setup()
@@ -120,7 +120,7 @@ class MTPDecoder(Decoder):
     def unembed(self, h: jax.Array, ctx: Context) -> jax.Array:
         h = self.final_norm(h, ctx)
         logits = self.embed.attend(h) if self.cfg.tie_embeddings else self.head(h)
-        return logits.astype(jnp.float32)
+        return logits.astype(self.cfg.output_dtype)
 
     def trunk(self, tokens: jax.Array, **context) -> jax.Array:
         """tokens [B, T] -> z [B, T, d], the trunk output every head reads."""
