@@ -136,14 +136,14 @@ def table(results: dict) -> str:
             runs = sorted(cells.get((key, n), []), key=lambda r: r["seed"])
             row.append(", ".join(f"{r['exact_match']:.3f} ({r['token_accuracy']:.2f})" for r in runs) or "-")
         lines.append(f"| {label} | " + " | ".join(row) + " |")
-    lines.append("")
-    lines.append("| run | decoding: identical | acceptance | tokens / pass | speed-up |")
-    lines.append("|---|---|---|---|---|")
-    for name, r in sorted(results.items()):
-        if d := r.get("decoding"):
-            lines.append(f"| {name} | {d['identical_to_greedy']} ({d['prompts']} mazes) | "
-                         f"{d['acceptance_rate']:.3f} | {d['tokens_per_pass']:.2f} | "
-                         f"{d['speed_up']:.2f} |")  # fmt: skip
+    decoded = {name: r["decoding"] for name, r in sorted(results.items()) if r.get("decoding")}
+    if decoded:
+        lines += ["", "| run | decoding: identical | acceptance | tokens / pass | speed-up |",
+                  "|---|---|---|---|---|"]  # fmt: skip
+    for name, d in decoded.items():
+        lines.append(f"| {name} | {d['identical_to_greedy']} ({d['prompts']} mazes) | "
+                     f"{d['acceptance_rate']:.3f} | {d['tokens_per_pass']:.2f} | "
+                     f"{d['speed_up']:.2f} |")  # fmt: skip
     return "\n".join(lines)
 
 
