@@ -3,6 +3,8 @@
   nice -n 10 python experiments/outlier_attention.py --steps=200
       -> experiments/results/outlier_attention.{json,png}
   nice -n 10 python experiments/outlier_attention.py --steps=400 --quantize   # + qwix PTQ table
+  nice -n 19 python experiments/outlier_attention.py --variants=vanilla --steps=1200 --weight_decay=0 \
+      --learning_rate=6e-3 --evals=12 --figure=outlier_emergence_d64   # the longest curve, one variant
 
 Trains configs/outliers.py's three variants (train.train_and_evaluate, workdirs under --root) and
 records the "outliers" evaluator's curves (Bondarenko et al. 2023, arXiv 2306.12929, Table 2
@@ -26,18 +28,22 @@ flags.DEFINE_string("root", "runs/outliers", "Parent of the three workdirs.")
 flags.DEFINE_integer("dim", 64, "Model width (configs/outliers.py dim=).")
 flags.DEFINE_integer("layers", 2, "Number of layers (configs/outliers.py layers=).")
 flags.DEFINE_float("weight_decay", 0.1, "AdamW weight decay (configs/outliers.py weight_decay=).")
+flags.DEFINE_float("learning_rate", 3e-3, "Peak AdamW learning rate (configs/outliers.py lr=).")
 flags.DEFINE_integer("evals", 4, "Evaluations (points on the kurtosis curve) per run.")
 flags.DEFINE_list("variants", ["vanilla", "gated", "clipped"], "configs/outliers.py variants.")
 flags.DEFINE_bool("quantize", False, "Also quantize each checkpoint (qwix; FP32, W8A8, W4/W3 RTN, GPTQ).")
+flags.DEFINE_bool("record_only", False, "Record an existing (possibly stopped) run's curve; no training.")
+flags.DEFINE_string("figure", NAME, "experiments/results/<figure>.png: this run's curves.")
 flags.DEFINE_integer("calibration_batches", 8, "Training batches for GPTQ Hessians / W8A8 ranges.")
 FLAGS = flags.FLAGS
 
 
 def run_name() -> str:
     """'400steps' at the default size (the earlier runs' names), else '2000steps_d128_L4_wd0.1'."""
-    if (FLAGS.dim, FLAGS.layers, FLAGS.weight_decay) == (64, 2, 0.1):
+    lr = "" if FLAGS.learning_rate == 3e-3 else f"_lr{FLAGS.learning_rate:g}"
+    if (FLAGS.dim, FLAGS.layers, FLAGS.weight_decay, lr) == (64, 2, 0.1, ""):
         return f"{FLAGS.steps}steps"
-    return f"{FLAGS.steps}steps_d{FLAGS.dim}_L{FLAGS.layers}_wd{FLAGS.weight_decay:g}"
+    return f"{FLAGS.steps}steps_d{FLAGS.dim}_L{FLAGS.layers}_wd{FLAGS.weight_decay:g}{lr}"
 
 
 def get_config(arg: str):
@@ -100,23 +106,31 @@ def main(argv):
     for variant in FLAGS.variants:
         config = get_config(
             f"variant={variant},steps={FLAGS.steps},dim={FLAGS.dim},layers={FLAGS.layers},"
-            f"weight_decay={FLAGS.weight_decay},evals={FLAGS.evals}"
+            f"weight_decay={FLAGS.weight_decay},evals={FLAGS.evals},lr={FLAGS.learning_rate}"
         )
         workdir = os.path.join(FLAGS.root, f"{variant}_{run_name().replace('steps', '', 1)}")
         valid = read_metrics(workdir, "validation") if os.path.exists(workdir) else []
-        if not valid or valid[-1]["step"] < config.num_steps:
+        if FLAGS.record_only and not valid:
+            raise SystemExit(f"--record_only: {workdir} has no validation metrics")
+        if not FLAGS.record_only and (not valid or valid[-1]["step"] < config.num_steps):
             train_and_evaluate(config, workdir)
             valid = read_metrics(workdir, "validation")
         result = {
             "workdir": workdir,
             "num_steps": config.num_steps,
+            "last_step": valid[-1]["step"],  # < num_steps: a run stopped early (--record_only)
             "attention": dict(config.model.attention),
             "validation": {k: [r.get(k) for r in valid] for k in ("step",) + SUMMARY},
             "final_per_layer": {k: v for k, v in valid[-1].items() if k.startswith("outliers/")},
         }
         if FLAGS.quantize:
             result["quantization"] = quantization_rows(workdir, config)
-        result["model"] = {"dim": FLAGS.dim, "layers": FLAGS.layers, "weight_decay": FLAGS.weight_decay}
+        result["model"] = {
+            "dim": FLAGS.dim,
+            "layers": FLAGS.layers,
+            "weight_decay": FLAGS.weight_decay,
+            "learning_rate": FLAGS.learning_rate,
+        }
         results = _results.save_variant(NAME, f"{variant}_{run_name()}", result)
         last = valid[-1]
         print(f"{variant:8s} step {last['step']} " + "  ".join(f"{k}={last[k]:.3f}" for k in SUMMARY))
@@ -126,7 +140,7 @@ def main(argv):
                 f"gap={r['gap_to_fp32']:+.4f}"
             )
     shown = {k: v for k, v in results.items() if k.endswith(f"_{run_name()}")}
-    print("wrote", _results.save_figure(plot(shown), NAME))
+    print("wrote", _results.save_figure(plot(shown), FLAGS.figure))
 
 
 if __name__ == "__main__":
