@@ -11,7 +11,9 @@ The validation split is the training distribution.
 Evaluator "icl_bursty" (Chan et al. §2): `icl_accuracy` (2-way 4-shot on held-out classes with
 labels drawn per prompt: the answer is only in the context, chance 1/2) and `iwl_accuracy`
 (training-class queries with no context item of their class: the answer is only in the weights,
-chance 1/L), each on the same 2048 fixed prompts at every evaluation.
+chance 1/L), each on the same 2048 fixed prompts at every evaluation; `icl_label_in_context`: the
+fraction of ICL predictions that are one of the two context labels (a model that copies a context
+label but cannot match exemplars to classes scores 1 there and 1/2 on icl_accuracy).
 """
 
 import functools
@@ -150,6 +152,10 @@ def icl_iwl_accuracy(model, variables, config) -> dict:
     for name, (items, labels) in evaluation_prompts(config.data).items():
         pred = np.argmax(np.asarray(apply(variables, items, labels)), axis=-1)
         out[f"{name}_accuracy"] = float(np.mean(pred == np.asarray(labels[:, -1])))
+        if name == "icl":  # a prediction among the context's labels (chance 1/2 from there on)
+            out["icl_label_in_context"] = float(
+                np.mean(np.any(pred[:, None] == np.asarray(labels[:, :-1]), -1))
+            )
     if jax.process_index() == 0:
         print(
             f"icl_bursty: ICL (held-out, 2-way) {out['icl_accuracy']:.3f}  "

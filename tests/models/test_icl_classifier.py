@@ -74,3 +74,13 @@ def test_a_sequence_longer_than_max_len_is_a_one_line_config_error():
     items, labels = jnp.zeros((1, 9, 8)), jnp.zeros((1, 9), jnp.int32)
     with pytest.raises(ConfigError, match="max_len=15"):
         model.init(jax.random.key(0), items, labels)
+
+
+def test_evaluator_scores_icl_on_held_out_classes_and_iwl_without_support():
+    model = _model()
+    items, labels = icl_bursty.evaluation_prompts(DATA, 64)["icl"]
+    assert np.all(np.isin(np.asarray(labels[:, -1]), np.asarray(labels[:, :-1])))  # answer is in context
+    params = model.init(jax.random.key(0), items, labels)
+    out = icl_bursty.icl_iwl_accuracy(model, params, ml_collections.ConfigDict(dict(data=DATA)))
+    assert set(out) == {"icl_accuracy", "iwl_accuracy", "icl_label_in_context"}
+    assert 0 <= out["icl_accuracy"] <= out["icl_label_in_context"] <= 1 and 0 <= out["iwl_accuracy"] <= 1
