@@ -12,7 +12,10 @@ has 859,648; softmax attention (MHA, RoPE) with the SwiGLU hidden widened from 3
 859,264 (0.04% fewer). `block` sets model.attention.causal_block_size for the softmax model (the
 library's causal fast path; 0 computes the full T x T square). Each model trains for the number of
 steps it runs in equal wall-clock on this CPU (`steps`, from benchmarks/long_context_step.py), so
-both cosine schedules finish. Measured: docs/realistic_shapes.md (long context).
+both cosine schedules finish. Measured (docs/realistic_shapes.md, long context): launched side by side
+on the shared 2-core CPU, GLA steps=600 and attention steps=240 both finished in ~43 min; final
+validation loss GLA 1.996, softmax attention 2.618 nats/byte; GLA's step ~2.5x faster at T=2048;
+XLA temp memory 397 vs 880 MiB.
 """
 
 from jaxformers.train.config_base import base_config, parse_config_arg
