@@ -2,10 +2,12 @@
 experiments/results/, with each variant (a seed, a grid size, a setting) as a key inside it, and one
 figure drawn from the whole JSON."""
 
+import importlib.util
 import json
 import os
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
 
 def path(name: str, ext: str) -> str:
@@ -34,3 +36,11 @@ def save_figure(fig, name: str, dpi: int = 100) -> str:
     out = path(name, "png")
     fig.savefig(out, dpi=dpi)
     return out
+
+
+def config(name: str, arg: str = ""):
+    """configs/<name>.py's get_config(arg): what `--config=configs/<name>.py:<arg>` builds."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(CONFIGS, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)

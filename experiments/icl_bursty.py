@@ -11,7 +11,6 @@ prompt; chance 0.5 for a model that picks one of the two context labels, 2/32 fo
 the context) and IWL accuracy (training classes, no context item of the query's class; chance 1/32).
 """
 
-import importlib.util
 import os
 
 import _results
@@ -27,13 +26,6 @@ flags.DEFINE_float("zipf", 0.0, "Zipf exponent α of the class distribution.")
 flags.DEFINE_integer("eval_every", 200, "Evaluate (ICL and IWL accuracy) every this many steps.")
 flags.DEFINE_string("root", "runs/icl_bursty", "Parent of the workdirs.")
 FLAGS = flags.FLAGS
-
-
-def get_config(arg: str):
-    spec = importlib.util.spec_from_file_location("cfg", os.path.join(ROOT, "configs", "icl_bursty.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
 
 
 def plot(rows: list, figure: str):
@@ -83,7 +75,8 @@ def main(argv):
     suffix = f"{FLAGS.steps}_k{FLAGS.classes}" + (f"_z{FLAGS.zipf:g}" if FLAGS.zipf else "")
     rows = []
     for b in [int(v) for v in FLAGS.burstiness]:
-        config = get_config(f"burstiness={b},steps={FLAGS.steps},classes={FLAGS.classes},zipf={FLAGS.zipf}")
+        arg = f"burstiness={b},steps={FLAGS.steps},classes={FLAGS.classes},zipf={FLAGS.zipf}"
+        config = _results.config(NAME, arg)
         config.eval_every = FLAGS.eval_every
         workdir = os.path.join(FLAGS.root, f"b{b}_{suffix}")
         done = [r for r in read_metrics(workdir, "validation") if r["step"] == FLAGS.steps]

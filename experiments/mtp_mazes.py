@@ -20,7 +20,6 @@ mazes). Decoding (mtp2, mtp4): the maze+prompt prefix of --num_prompts held-out 
 evaluated ones, --new_tokens greedy tokens (prefix + new + n - 1 <= max_len 112), batch 1.
 """
 
-import importlib.util
 import json
 import os
 import time
@@ -59,10 +58,8 @@ FLAGS = flags.FLAGS
 
 def get_config(objective: str):
     name, arg, _ = OBJECTIVES[objective]
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(",".join(filter(None, [f"grid=5,size={FLAGS.size},steps={FLAGS.steps}", arg])))
+    preset = f"grid=5,size={FLAGS.size},steps={FLAGS.steps}"
+    return _results.config(name, ",".join(filter(None, [preset, arg])))
 
 
 def decode(workdir: str) -> dict:

@@ -63,6 +63,23 @@ class Block(nn.Module):
         return x.astype(cfg.activation_dtype), None
 
 
+def layer_stack(block, cfg: ModelConfig, name: str):
+    """cfg.num_layers copies of `block` with their parameters stacked on a leading "layers" axis
+    (nn.scan), rematerialised if cfg.remat, unrolled if cfg.unroll_layers (model.layer_loop): the
+    same parameter tree either way, so checkpoints, growth and sharding rules do not depend on it."""
+    if cfg.remat:
+        block = nn.remat(block, prevent_cse=False)
+    return nn.scan(
+        block,
+        variable_axes={c: 0 for c in LAYER_COLLECTIONS},
+        split_rngs={"params": True, "dropout": True, "routing": True},
+        in_axes=nn.broadcast,
+        length=cfg.num_layers,
+        unroll=cfg.num_layers if cfg.unroll_layers else 1,
+        metadata_params={nn.PARTITION_NAME: "layers"},
+    )(cfg, name=name)
+
+
 class Decoder(nn.Module):
     """tokens [B, T] int -> logits [B, T, vocab] in model.precision.output (float32 by default)."""
 
@@ -80,18 +97,7 @@ class Decoder(nn.Module):
             dtype=cfg.activation_dtype,
             name="embed",
         )
-        block = Block
-        if cfg.remat:
-            block = nn.remat(block, prevent_cse=False)
-        self.layers = nn.scan(
-            block,
-            variable_axes={c: 0 for c in LAYER_COLLECTIONS},
-            split_rngs={"params": True, "dropout": True, "routing": True},
-            in_axes=nn.broadcast,
-            length=cfg.num_layers,
-            unroll=cfg.num_layers if cfg.unroll_layers else 1,  # model.layer_loop; same parameters
-            metadata_params={nn.PARTITION_NAME: "layers"},
-        )(cfg, name="layers")
+        self.layers = layer_stack(Block, cfg, "layers")
         self.final_norm = make_norm(cfg, "final_norm")
         if not cfg.tie_embeddings:
             self.head = nn.DenseGeneral(

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxformers.config import ModelConfig
-from jaxformers.models.decoder import LAYER_COLLECTIONS
+from jaxformers.models.decoder import layer_stack
 from jaxformers.nn import registry
 from jaxformers.nn.context import Context
 from jaxformers.nn.norms import make_norm
@@ -98,20 +98,6 @@ class DecoderBlock(nn.Module):
         return y.astype(cfg.activation_dtype), None
 
 
-def _stack(block, cfg: ModelConfig, name: str):
-    if cfg.remat:
-        block = nn.remat(block, prevent_cse=False)
-    return nn.scan(
-        block,
-        variable_axes={c: 0 for c in LAYER_COLLECTIONS},
-        split_rngs={"params": True, "dropout": True, "routing": True},
-        in_axes=nn.broadcast,
-        length=cfg.num_layers,
-        unroll=cfg.num_layers if cfg.unroll_layers else 1,  # model.layer_loop; same parameters
-        metadata_params={nn.PARTITION_NAME: "layers"},
-    )(cfg, name=name)
-
-
 class EncoderDecoder(nn.Module):
     """(tokens [B,T], visible [B,T]) -> logits [B, Tq, vocab] (model.precision.output) at
     query_positions [B,Tq] (default: every position 0..T-1)."""
@@ -126,13 +112,13 @@ class EncoderDecoder(nn.Module):
                                                         ("vocab", "embed")),
             param_dtype=cfg.parameter_dtype, dtype=cfg.activation_dtype, name="embed",
         )
-        self.encoder = _stack(EncoderBlock, cfg, "encoder")
+        self.encoder = layer_stack(EncoderBlock, cfg, "encoder")
         self.encoder_norm = make_norm(cfg, "encoder_norm")
         self.query = self.param(  # the decoder's single learned query vector (PAST `wpe`)
             "query", nn.with_logical_partitioning(nn.initializers.normal(1.0), ("embed",)),
             (cfg.embed_dim,), cfg.parameter_dtype,
         )
-        self.decoder = _stack(DecoderBlock, cfg, "decoder")
+        self.decoder = layer_stack(DecoderBlock, cfg, "decoder")
         self.final_norm = make_norm(cfg, "final_norm")
         if not cfg.tie_embeddings:
             self.head = nn.DenseGeneral(

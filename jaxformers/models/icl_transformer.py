@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxformers.config import ConfigError, ModelConfig
-from jaxformers.models.decoder import LAYER_COLLECTIONS, Block
+from jaxformers.models.decoder import Block, layer_stack
 from jaxformers.nn.context import Context
 from jaxformers.nn.norms import make_norm
 
@@ -35,15 +35,7 @@ class ICLTransformer(nn.Module):
         dense = dict(param_dtype=cfg.parameter_dtype, dtype=cfg.activation_dtype)
         self.read_in = nn.Dense(cfg.embed_dim, kernel_init=nn.with_logical_partitioning(
             nn.initializers.lecun_normal(), (None, "embed")), name="read_in", **dense)
-        self.layers = nn.scan(
-            Block,
-            variable_axes={c: 0 for c in LAYER_COLLECTIONS},
-            split_rngs={"params": True, "dropout": True, "routing": True},
-            in_axes=nn.broadcast,
-            length=cfg.num_layers,
-            unroll=cfg.num_layers if cfg.unroll_layers else 1,
-            metadata_params={nn.PARTITION_NAME: "layers"},
-        )(cfg, name="layers")
+        self.layers = layer_stack(Block, cfg, "layers")
         self.final_norm = make_norm(cfg, "final_norm")
         self.read_out = nn.Dense(1, kernel_init=nn.with_logical_partitioning(
             nn.initializers.normal(cfg.init_std), ("embed", None)), name="read_out", **dense)
