@@ -65,8 +65,9 @@ def test_greedy_decoding_of_an_untrained_model_runs_for_both_model_families():
     for family in ("encdec", "decoder"):
         model = build_model(family, model_config_from(cfg))
         t = jnp.asarray(tokens[:1])
-        variables = (model.init(jax.random.PRNGKey(0), t, jnp.ones_like(t, bool))
-                     if family == "encdec" else model.init(jax.random.PRNGKey(0), t))
+        init = jax.jit(model.init)  # one compile, not one per primitive
+        variables = (init(jax.random.PRNGKey(0), t, jnp.ones_like(t, bool))
+                     if family == "encdec" else init(jax.random.PRNGKey(0), t))
         metrics = evaluate_navigation(model, variables, tokens, N, batch_size=6)
         assert set(metrics) == {"exact_match", "token_accuracy", "valid_path"}
         assert 0.0 <= metrics["token_accuracy"] <= 1.0
@@ -83,12 +84,13 @@ def test_mot_decoder_decodes_the_path_region_with_the_path_modality_weights():
                max_len=mazes.seq_len(N), num_modalities=2)
     model = build_model("decoder", model_config_from(cfg))
     modality = jnp.asarray(mazes.path_mask(tokens, N), jnp.int32)
-    variables = model.init(jax.random.PRNGKey(0), jnp.asarray(tokens), modality_ids=modality)
+    variables = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.asarray(tokens), modality_ids=modality)
     steps = 6
     out = decode_paths(model, variables, tokens[:, :p], steps)
     full = np.concatenate([tokens[:, :p], out], 1)
     ids = np.concatenate([np.zeros((3, p), np.int32), np.ones((3, steps), np.int32)], 1)
-    logits = model.apply(variables, jnp.asarray(full[:, :-1]), modality_ids=jnp.asarray(ids[:, :-1]))
+    logits = jax.jit(model.apply)(variables, jnp.asarray(full[:, :-1]),
+                                  modality_ids=jnp.asarray(ids[:, :-1]))
     np.testing.assert_array_equal(np.asarray(logits[:, p - 1 :].argmax(-1)), out)
 
 
