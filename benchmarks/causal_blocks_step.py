@@ -5,13 +5,13 @@ The variants are built and timed by train_throughput.py's `jax_variant` and `tim
   python benchmarks/causal_blocks_step.py
 """
 
-import importlib.util
 import os
 import time
 
 import numpy as np
 
 from jaxformers import allocator
+from jaxformers.configs_loader import load_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 T, B = 1024, 4
@@ -19,10 +19,7 @@ T, B = 1024, 4
 
 def main():
     allocator.keep_temp_buffers_in_heap()  # before the CPU backend starts
-    path = os.path.join(HERE, "train_throughput.py")
-    spec = importlib.util.spec_from_file_location("train_throughput", path)
-    throughput = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(throughput)
+    throughput = load_file(os.path.join(HERE, "train_throughput.py"))
     from jaxformers.testing import tiny_train_config
 
     config = tiny_train_config(batch_size=B, num_steps=1000)

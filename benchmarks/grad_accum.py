@@ -10,7 +10,6 @@ scratch; arguments = state + batch). Tokens/s is the median of `--steps` timed s
 steps. Writes benchmarks/results/grad_accum.json and .png (`--plot_only` redraws the PNG from the JSON).
 """
 
-import importlib.util
 import json
 import os
 import time
@@ -19,6 +18,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
+from jaxformers.configs_loader import load_config
 from jaxformers.train.experiment import Experiment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,15 +30,8 @@ flags.DEFINE_bool("plot_only", False, "Only redraw the PNG next to --out from th
 FLAGS = flags.FLAGS
 
 
-def get_config():
-    spec = importlib.util.spec_from_file_location("default_config", os.path.join(ROOT, "configs/default.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
-
-
 def measure(accum: int) -> dict:
-    config = get_config()
+    config = load_config(os.path.join(ROOT, "configs/default.py"))
     config.batch_size, config.grad_accum_steps, config.checkpoint_every = FLAGS.batch_size, accum, 0
     exp = Experiment(config)
     state = exp.fresh_state()

@@ -14,7 +14,6 @@ crossover T (the first T at which GLA's step is faster than both softmax variant
 benchmarks/results/long_context_step.{json,png}.
 """
 
-import importlib.util
 import json
 import os
 import time
@@ -23,6 +22,7 @@ import numpy as np
 from absl import app, flags
 
 from jaxformers import allocator
+from jaxformers.configs_loader import load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results", "long_context_step")
@@ -37,13 +37,9 @@ FLAGS = flags.FLAGS
 MIB = 2**20
 
 
-def load_config(mixer: str, seq: int, batch: int, block: int):
-    spec = importlib.util.spec_from_file_location(
-        "long_context", os.path.join(ROOT, "configs", "long_context.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(f"mixer={mixer},seq={seq},batch={batch},block={block}")
+def long_context_config(mixer: str, seq: int, batch: int, block: int):
+    arg = f"mixer={mixer},seq={seq},batch={batch},block={block}"
+    return load_config(os.path.join(ROOT, "configs", "long_context.py"), arg)
 
 
 def build(variant: str, seq: int):
@@ -54,7 +50,7 @@ def build(variant: str, seq: int):
 
     mixer = "gla" if variant == "gla" else "attention"
     block = FLAGS.block if variant == "softmax_blocks" else 0
-    config = load_config(mixer, seq, FLAGS.tokens // seq, block)
+    config = long_context_config(mixer, seq, FLAGS.tokens // seq, block)
     config.mesh.update(data=1, fsdp=1, tensor=1)
     start = time.perf_counter()
     exp = Experiment(config, devices=jax.devices()[:1])

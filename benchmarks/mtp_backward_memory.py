@@ -12,13 +12,13 @@ so the saving shows at a 32k vocabulary, where the logits dominate. Writes
 benchmarks/results/mtp_backward_memory.json.
 """
 
-import importlib.util
 import json
 import os
 
 import jax
 from absl import app, flags
 
+from jaxformers.configs_loader import load_config
 from jaxformers.train.experiment import Experiment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,15 +29,8 @@ flags.DEFINE_string("out", os.path.join(ROOT, "benchmarks/results/mtp_backward_m
 FLAGS = flags.FLAGS
 
 
-def get_config(arg: str):
-    spec = importlib.util.spec_from_file_location("mtp_lm", os.path.join(ROOT, "configs", "mtp_lm.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
-
-
 def measure(n: int, vocab: int, backward: str) -> dict:
-    config = get_config(f"size={FLAGS.size},n={n}")
+    config = load_config(os.path.join(ROOT, "configs", "mtp_lm.py"), f"size={FLAGS.size},n={n}")
     config.model.vocab_size, config.model.mtp.backward, config.checkpoint_every = vocab, backward, 0
     exp = Experiment(config)
     state = exp.fresh_state()

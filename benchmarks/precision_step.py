@@ -14,7 +14,6 @@ warm-up steps), interleaved with the order reversed on every other repetition; t
 median step over all repetitions.
 """
 
-import importlib.util
 import json
 import os
 
@@ -22,6 +21,7 @@ import numpy as np
 from absl import app, flags
 
 from jaxformers import allocator
+from jaxformers.configs_loader import load_config, load_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
@@ -35,22 +35,15 @@ VARIANTS = {
 }
 
 
-def load(path: str, name: str):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 # loaded before the flags are parsed: it defines --reps and --steps (3 each), which this script uses
-THROUGHPUT = load("benchmarks/train_throughput.py", "train_throughput")
+THROUGHPUT = load_file(os.path.join(ROOT, "benchmarks/train_throughput.py"))
 
 
 def main(argv):
     del argv
     allocator.keep_temp_buffers_in_heap()  # before the CPU backend starts
     throughput = THROUGHPUT
-    config = load("configs/default.py", "default").get_config()
+    config = load_config(os.path.join(ROOT, "configs/default.py"))
     steps, tokens = {}, {}
     for name, overrides in VARIANTS.items():
         steps[name], _, _, tokens[name] = throughput.jax_variant(config, overrides)

@@ -12,7 +12,6 @@ per-layer shapes, forward + backward) against `F.scaled_dot_product_attention(is
 Writes benchmarks/results/step_phases.json.
 """
 
-import importlib.util
 import json
 import os
 import statistics
@@ -24,6 +23,7 @@ import numpy as np
 from absl import app, flags
 
 from jaxformers import allocator
+from jaxformers.configs_loader import load_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "benchmarks", "results", "step_phases.json")
@@ -32,14 +32,7 @@ FLAGS = flags.FLAGS
 BATCH, SEQ, LAYERS, VOCAB = 16, 256, 4, 264
 
 
-def _load(path, name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-THROUGHPUT = _load("benchmarks/train_throughput.py", "train_throughput")
+THROUGHPUT = load_file(os.path.join(ROOT, "benchmarks/train_throughput.py"))
 
 
 def _medians_ms(fns: dict, reps: int) -> dict:
@@ -87,7 +80,7 @@ def torch_phases(d, hidden):
     import torch
     import torch.nn.functional as F
 
-    reference = THROUGHPUT.load("benchmarks/torch_reference.py", "torch_reference")
+    reference = load_file(os.path.join(ROOT, "benchmarks/torch_reference.py"))
     torch.manual_seed(0)
     model = reference.Decoder(VOCAB, d, LAYERS, d // 64, d // 128, hidden)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)

@@ -23,7 +23,6 @@ matmul through XLA. Writes benchmarks/results/train_throughput[_<tag>].json.
 """
 
 import copy
-import importlib.util
 import json
 import os
 import platform
@@ -33,6 +32,7 @@ import numpy as np
 from absl import app, flags
 
 from jaxformers import allocator
+from jaxformers.configs_loader import load_config, load_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 flags.DEFINE_list("rows", ["decoder", "gla", "encdec", "mot"], "Which rows to run.")
@@ -48,13 +48,6 @@ FLAGS = flags.FLAGS
 
 BEFORE = {"weight_grad_matmul": "xla", "layer_loop": "scan"}
 WARMUP = 6  # the heap reaches its high-water mark within a few steps
-
-
-def load(path: str, name: str):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def peak_matmul_flops(n=2048, repeats=10):
@@ -124,7 +117,7 @@ def decoder_row(d):
         blocks = dict(attention=dict(causal_block_size=FLAGS.causal_block_size))
         variants["after + blocks"] = jax_variant(config, blocks)
     if FLAGS.torch:
-        torch_reference = load("benchmarks/torch_reference.py", "torch_reference")
+        torch_reference = load_file(os.path.join(ROOT, "benchmarks/torch_reference.py"))
         from jaxformers.config import model_config_from
 
         hidden = model_config_from(config.model).hidden_dim
@@ -137,7 +130,7 @@ def decoder_row(d):
 
 
 def gla_row():
-    config = load("configs/gla_lm.py", "gla_lm").get_config("size=small")
+    config = load_config(os.path.join(ROOT, "configs/gla_lm.py"), "size=small")
     config.data = dict(name="synthetic", seq_len=config.data.seq_len, vocab=256, num_records=4096)
     return "gla d=128", {"before": jax_variant(config, BEFORE), "after": jax_variant(config, {})}
 
@@ -149,7 +142,7 @@ def past_train_step(config):
 
     from jaxformers.data import mazes
 
-    past = load("experiments/_torch_past.py", "_torch_past")
+    past = load_file(os.path.join(ROOT, "experiments/_torch_past.py"))
     o = mazes.data_options(config.data)
     n, length, rng = o["n"], o["length"], np.random.default_rng(0)
     splits = mazes.maze_splits(n, 2 * config.batch_size, 16, o["seed"])
@@ -177,7 +170,7 @@ def past_train_step(config):
 
 
 def encdec_row():
-    config = load("configs/maze_mlmu.py", "maze_mlmu").get_config("grid=5,size=small")
+    config = load_config(os.path.join(ROOT, "configs/maze_mlmu.py"), "grid=5,size=small")
     config.data.num_train, config.data.num_validation = 2 * config.batch_size, 16
     config.evaluators = ()
     variants = {"before": jax_variant(config, BEFORE), "after": jax_variant(config, {})}
@@ -189,8 +182,8 @@ def encdec_row():
 
 
 def mot_row():
-    mot = load("configs/mot.py", "mot_config").get_config("size=small")
-    dense = load("configs/mot_dense_baseline.py", "mot_dense").get_config("size=small")
+    mot = load_config(os.path.join(ROOT, "configs/mot.py"), "size=small")
+    dense = load_config(os.path.join(ROOT, "configs/mot_dense_baseline.py"), "size=small")
     return "mot K=2 grouped d=128", {
         "before": jax_variant(mot, BEFORE), "after": jax_variant(mot, {}),
         "dense before": jax_variant(dense, BEFORE), "dense after": jax_variant(dense, {})}

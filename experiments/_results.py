@@ -2,9 +2,10 @@
 experiments/results/, with each variant (a seed, a grid size, a setting) as a key inside it, and one
 figure drawn from the whole JSON."""
 
-import importlib.util
 import json
 import os
+
+from jaxformers.configs_loader import load_config
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
@@ -40,7 +41,4 @@ def save_figure(fig, name: str, dpi: int = 100) -> str:
 
 def config(name: str, arg: str = ""):
     """configs/<name>.py's get_config(arg): what `--config=configs/<name>.py:<arg>` builds."""
-    spec = importlib.util.spec_from_file_location(name, os.path.join(CONFIGS, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    return load_config(os.path.join(CONFIGS, f"{name}.py"), arg)

@@ -7,7 +7,6 @@ Reads the run's metrics.jsonl (training it first with train.train_and_evaluate i
 finished run) and records the curves as variant --name of experiments/results/default_run.json.
 """
 
-import importlib.util
 import math
 import os
 
@@ -16,7 +15,6 @@ from absl import app, flags
 
 from jaxformers.train.metrics import read_metrics
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAME = "default_run"
 UNIGRAM_ENTROPY = 3.25  # nats/byte of the default corpus (the README's reference line)
 
@@ -24,13 +22,6 @@ flags.DEFINE_string("workdir", "runs/default", "Workdir of the default run.")
 flags.DEFINE_string("preset", "small", "configs/default.py preset.")
 flags.DEFINE_string("name", "small_600steps", "Variant key in the result JSON.")
 FLAGS = flags.FLAGS
-
-
-def get_config(arg: str):
-    spec = importlib.util.spec_from_file_location("default", os.path.join(ROOT, "configs", "default.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
 
 
 def plot(results: dict):
@@ -54,7 +45,7 @@ def plot(results: dict):
 
 def main(argv):
     del argv
-    config = get_config(FLAGS.preset)
+    config = _results.config("default", FLAGS.preset)
     valid = read_metrics(FLAGS.workdir, "validation") if os.path.exists(FLAGS.workdir) else []
     if not valid or valid[-1]["step"] < config.num_steps:
         from jaxformers.train import train_and_evaluate

@@ -15,10 +15,10 @@ scratch run's final validation loss. Writes experiments/results/gstack_growth.{j
 Runs already finished in --workdir are reused (delete it to start over).
 """
 
-import importlib.util
 import json
 import os
 
+import _results
 from absl import app, flags
 
 from jaxformers.growth import guidelines as gl
@@ -34,13 +34,6 @@ RESULTS = os.path.join(ROOT, "experiments", "results")
 flags.DEFINE_integer("steps", 200, "S: steps of the scratch target run (its FLOPs are the budget).")
 flags.DEFINE_string("workdir", "runs/gstack_exp", "Parent folder of the runs.")
 flags.DEFINE_string("only", "", "Comma list of run names to (re)run, in that order.")
-
-
-def get_config(arg: str):
-    spec = importlib.util.spec_from_file_location("gstack", os.path.join(ROOT, "configs", "gstack.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
 
 
 def flops_per_step(config) -> float:
@@ -69,8 +62,8 @@ def main(argv):
     args = flags.FLAGS
     S, wd = args.steps, args.workdir
     small, medium = S // 4, S // 2
-    target_cfg = get_config(f"stage=target,steps={S}")
-    base_cfg = get_config(f"stage=base,steps={medium}")
+    target_cfg = _results.config("gstack", f"stage=target,steps={S}")
+    base_cfg = _results.config("gstack", f"stage=base,steps={medium}")
     base_cfg.checkpoint_every = small
     for c in (target_cfg, base_cfg):
         c.progress_bar = False
@@ -103,7 +96,7 @@ def main(argv):
     for name, transform, base_step in grown_runs:
         base_flops = base_step * f_base
         steps = S - round(base_flops / f_target)
-        cfg = get_config(f"stage=target,steps={steps}")
+        cfg = _results.config("gstack", f"stage=target,steps={steps}")
         cfg.progress_bar = False
         cfg.init_from.workdir = f"{wd}/base0" if base_step == 0 else f"{wd}/base"
         cfg.init_from.step = 0 if base_step == 0 else base_step

@@ -16,7 +16,6 @@ import os
 import _results
 from absl import app, flags
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAME = "icl_bursty"
 
 flags.DEFINE_list("burstiness", ["0", "2", "4"], "Burstiness levels B (0 or divisors of 8).")

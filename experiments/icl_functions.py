@@ -16,14 +16,12 @@ mean squared disagreement with each baseline ("spd_<name>", Akyürek et al. 2023
 2211.15661, §4), and the model's ratio to OLS (and lasso) where that baseline is not ~0.
 """
 
-import importlib.util
 import os
 import re
 
 import _results
 from absl import app, flags
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAME = "icl_functions"
 
 flags.DEFINE_string("preset", "linear", "configs/icl_functions.py preset.")
@@ -33,13 +31,6 @@ flags.DEFINE_integer("curriculum", 0, "Grow the curriculum every this many steps
 flags.DEFINE_float("learning_rate", 1e-3, "Peak Adam learning rate (warm-up, cosine to 10%).")
 flags.DEFINE_string("root", "runs/icl_functions", "Parent of the workdirs.")
 FLAGS = flags.FLAGS
-
-
-def get_config(arg: str):
-    spec = importlib.util.spec_from_file_location("icl", os.path.join(ROOT, "configs", "icl_functions.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
 
 
 def curves_from(metrics: dict) -> dict:
@@ -84,7 +75,8 @@ def main(argv):
 
     keys = []
     for mixer in FLAGS.mixers:
-        config = get_config(f"{FLAGS.preset},steps={FLAGS.steps},mixer={mixer},curriculum={FLAGS.curriculum}")
+        arg = f"{FLAGS.preset},steps={FLAGS.steps},mixer={mixer},curriculum={FLAGS.curriculum}"
+        config = _results.config("icl_functions", arg)
         config.eval_every = FLAGS.steps
         config.learning_rate = FLAGS.learning_rate
         suffix = (f"_c{FLAGS.curriculum}" if FLAGS.curriculum else "") + (

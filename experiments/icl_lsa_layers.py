@@ -14,7 +14,6 @@ diff"), and the sensitivities ∂ŷ/∂x_query of both (their implicit weight ve
 ("model cos") and mean L2 distance ("model diff"), as in the authors' `analyse`.
 """
 
-import importlib.util
 import os
 
 import _results
@@ -23,7 +22,6 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAME = "icl_lsa_layers"
 
 flags.DEFINE_list("layers", ["1", "2", "3", "4"], "Numbers of LSA layers K, one run each.")
@@ -31,13 +29,6 @@ flags.DEFINE_integer("steps", 2000, "Training steps per K.")
 flags.DEFINE_integer("test_tasks", 10000, "Fresh tasks for the comparison (and as many for tuning).")
 flags.DEFINE_string("root", "runs/icl_lsa_layers", "Parent of the workdirs.")
 FLAGS = flags.FLAGS
-
-
-def get_config(arg: str):
-    spec = importlib.util.spec_from_file_location("lsa", os.path.join(ROOT, "configs", "icl_lsa.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
 
 
 def sensitivity(predict, x, y):
@@ -124,7 +115,7 @@ def main(argv):
     from jaxformers.train.metrics import read_metrics
 
     for layers in map(int, FLAGS.layers):
-        config = get_config(f"von_oswald,layers={layers},steps={FLAGS.steps}")
+        config = _results.config("icl_lsa", f"von_oswald,layers={layers},steps={FLAGS.steps}")
         config.eval_every = config.checkpoint_every = FLAGS.steps  # the final step is saved for `evaluate`
         workdir = os.path.join(FLAGS.root, f"K{layers}_{FLAGS.steps}")
         done = [r for r in read_metrics(workdir, "validation") if r["step"] == FLAGS.steps]

@@ -14,9 +14,7 @@ Records variant "<n>x<n>_d<d>_l<layers>_<last>of<steps>" of experiments/results/
 and redraws maze_torch_past.png. Needs PyTorch, which is not a jaxformers dependency.
 """
 
-import importlib.util
 import json
-import os
 import time
 
 import _results
@@ -30,7 +28,6 @@ from torch import nn
 from jaxformers.data import mazes
 from jaxformers.train.state import learning_rate_schedule
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAME = "maze_torch_past"
 
 flags.DEFINE_integer("grid", 3, "Maze size n (n x n).")
@@ -46,13 +43,6 @@ flags.DEFINE_integer("seed", 0, "Torch and batch seed.")
 flags.DEFINE_integer("threads", 1, "torch.set_num_threads.")
 flags.DEFINE_string("jax_run", "", "A jaxformers MLM-U workdir to tabulate beside.")
 FLAGS = flags.FLAGS
-
-
-def get_config(arg: str):
-    spec = importlib.util.spec_from_file_location("maze_mlmu", os.path.join(ROOT, "configs", "maze_mlmu.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
 
 
 def plot(results: dict):
@@ -78,7 +68,7 @@ def main(argv):
     args = FLAGS
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
-    config = get_config(f"grid={args.grid},size={args.size},steps={args.steps}")
+    config = _results.config("maze_mlmu", f"grid={args.grid},size={args.size},steps={args.steps}")
     config.learning_rate, config.data.num_train = args.lr, args.num_train
     o = mazes.data_options(config.data)
     n, length, rng = o["n"], o["length"], np.random.default_rng(args.seed)

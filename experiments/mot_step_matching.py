@@ -12,7 +12,6 @@ s' = slope · s through the origin over dense steps >= 20% of training (MoT pape
 mot_step_matching.png shows the matched steps and slopes of every variant.
 """
 
-import importlib.util
 import os
 import shutil
 
@@ -32,13 +31,6 @@ flags.DEFINE_integer("batch_size", 0, "Sequences per step for every run (0: the 
 flags.DEFINE_integer("embed_dim", 0, "Model width for every run (0: the configs' own, 128).")
 flags.DEFINE_string("root", os.path.join(ROOT, "runs", "mot_step_matching"), "Where the runs go.")
 flags.DEFINE_string("only", "", "Train only 'dense' or 'mot' (for parallel runs).")
-
-
-def load_config(name: str, arg: str):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
 
 
 def steps_to_reach(steps, losses, target):
@@ -106,7 +98,7 @@ def main(argv):
             continue
         if not curves or max(curves["step"]) < args.steps:
             shutil.rmtree(workdir, ignore_errors=True)  # no checkpoints: restart from scratch
-            config = load_config(config_name, arg)
+            config = _results.config(config_name, arg)
             config.progress_bar = False
             config.seed = args.seed
             config.batch_size = args.batch_size or config.batch_size
@@ -123,8 +115,8 @@ def main(argv):
         rows = read_metrics(os.path.join(args.root, f"{args.variant}{suffix}_{k}"), "train")
         train_rows[k] = rows[-1] if rows else {}
     result = {"steps": args.steps, "variant": args.variant, "text": args.text, "seed": args.seed,
-              "batch_size": args.batch_size or load_config("mot", arg).batch_size,
-              "embed_dim": args.embed_dim or load_config("mot", arg).model.embed_dim,
+              "batch_size": args.batch_size or _results.config("mot", arg).batch_size,
+              "embed_dim": args.embed_dim or _results.config("mot", arg).model.embed_dim,
               "modalities": {}}
     for run in [k for k in runs if k != "dense"]:
         table = result.setdefault(table_key(run), {})

@@ -11,7 +11,6 @@ medians are summed over prompts). A finished run is reused, so running
 again re-measures decoding only.
 """
 
-import importlib.util
 import os
 import time
 
@@ -19,7 +18,6 @@ import _results
 import _speculative
 from absl import app, flags
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAME = "mtp_byte_lm"
 
 flags.DEFINE_list("ns", ["1", "2", "4"], "Numbers of future tokens n.")
@@ -34,13 +32,6 @@ flags.DEFINE_integer("reps", 7, "Timed decoding repetitions per decoder (interle
 flags.DEFINE_bool("decode", True, "Measure decoding (off: train and record the loss only).")
 flags.DEFINE_bool("plot_only", False, "Only redraw the figure from the JSON.")
 FLAGS = flags.FLAGS
-
-
-def get_config(arg: str):
-    spec = importlib.util.spec_from_file_location("mtp_lm", os.path.join(ROOT, "configs", "mtp_lm.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
 
 
 def validation_prompts(config, count: int, length: int) -> list:
@@ -119,7 +110,7 @@ def main(argv):
     from jaxformers.train.metrics import read_metrics
 
     for n in map(int, FLAGS.ns):
-        config = get_config(f"size={FLAGS.size},n={n}")
+        config = _results.config("mtp_lm", f"size={FLAGS.size},n={n}")
         config.num_steps = FLAGS.steps
         config.eval_every = config.checkpoint_every = FLAGS.steps
         config.progress_bar = False

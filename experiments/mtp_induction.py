@@ -12,7 +12,6 @@ is the first evaluation at or above --threshold (resolution eval_every). Decodin
 greedy tokens, batch 1, both decoders compiled then timed in turn --reps times.
 """
 
-import importlib.util
 import os
 import time
 
@@ -20,7 +19,6 @@ import _results
 import _speculative
 from absl import app, flags
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAME = "mtp_induction"
 
 flags.DEFINE_list("ns", ["1", "2", "4"], "Numbers of future tokens n.")
@@ -36,14 +34,6 @@ flags.DEFINE_integer("new_tokens", 36, "Tokens to decode (prompt + new + n - 1 <
 flags.DEFINE_integer("reps", 5, "Timed decoding repetitions per decoder (interleaved).")
 flags.DEFINE_bool("plot_only", False, "Only redraw the figure from the JSON.")
 FLAGS = flags.FLAGS
-
-
-def get_config(arg: str):
-    path = os.path.join(ROOT, "configs", "mtp_induction.py")
-    spec = importlib.util.spec_from_file_location("mtp_induction", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
 
 
 def steps_to(curve: list, threshold: float):
@@ -140,7 +130,8 @@ def main(argv):
 
     for seed in map(int, FLAGS.seeds):
         for n in map(int, FLAGS.ns):
-            config = get_config(f"n={n},steps={FLAGS.steps},seed={seed},kind={FLAGS.kind}")
+            arg = f"n={n},steps={FLAGS.steps},seed={seed},kind={FLAGS.kind}"
+            config = _results.config("mtp_induction", arg)
             config.eval_every = FLAGS.eval_every
             config.progress_bar = False
             kind = "" if FLAGS.kind == "parallel" else f"{FLAGS.kind}_"

@@ -11,7 +11,6 @@ records the "outliers" evaluator's curves (Bondarenko et al. 2023, arXiv 2306.12
 columns: max inf-norm over modules, average kurtosis over modules) and the validation loss.
 """
 
-import importlib.util
 import os
 
 import _results
@@ -19,7 +18,6 @@ from absl import app, flags
 
 from jaxformers.train.metrics import read_metrics
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAME = "outlier_attention"
 SUMMARY = ("loss", "outliers/max_inf_norm", "outliers/avg_kurtosis", "outliers/max_kurtosis")
 
@@ -44,13 +42,6 @@ def run_name() -> str:
     if (FLAGS.dim, FLAGS.layers, FLAGS.weight_decay, lr) == (64, 2, 0.1, ""):
         return f"{FLAGS.steps}steps"
     return f"{FLAGS.steps}steps_d{FLAGS.dim}_L{FLAGS.layers}_wd{FLAGS.weight_decay:g}{lr}"
-
-
-def get_config(arg: str):
-    spec = importlib.util.spec_from_file_location("outliers", os.path.join(ROOT, "configs", "outliers.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
 
 
 def plot(results: dict):
@@ -104,7 +95,8 @@ def main(argv):
 
     results = {}
     for variant in FLAGS.variants:
-        config = get_config(
+        config = _results.config(
+            "outliers",
             f"variant={variant},steps={FLAGS.steps},dim={FLAGS.dim},layers={FLAGS.layers},"
             f"weight_decay={FLAGS.weight_decay},evals={FLAGS.evals},lr={FLAGS.learning_rate}"
         )

@@ -16,7 +16,6 @@ same targets (every byte of every window); masked, a byte sees only its own docu
 masked run evaluated masked is the honest number.
 """
 
-import importlib.util
 import math
 import os
 
@@ -25,7 +24,6 @@ from absl import app, flags
 
 from jaxformers.train.metrics import read_metrics
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAME = "packed_documents"
 
 flags.DEFINE_string("masked", "runs/packed_masked", "Workdir of the data.segment_ids=True run.")
@@ -40,10 +38,7 @@ FLAGS = flags.FLAGS
 
 
 def get_config(segment_ids: bool):
-    spec = importlib.util.spec_from_file_location("default", os.path.join(ROOT, "configs", "default.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config("small")
+    config = _results.config("default", "small")
     config.data.segment_ids = segment_ids
     return config
 

@@ -14,10 +14,10 @@ compute includes the small model's. Prints a table, writes experiments/results/t
 .json and a loss-vs-compute plot next to it.
 """
 
-import importlib.util
 import json
 import os
 
+import _results
 from absl import app, flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,11 +36,7 @@ GROWN_OF = {"small": "large", "tiny": "tiny_large"}
 
 
 def _config(size, steps):
-    path = os.path.join(ROOT, "configs", "tokenformer.py")
-    spec = importlib.util.spec_from_file_location("tokenformer", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    c = module.get_config(size)
+    c = _results.config("tokenformer", size)
     c.num_steps = steps
     c.warmup_steps = max(10, steps // 20)
     c.eval_every = max(10, steps // 8)
