@@ -13,12 +13,18 @@ from jaxformers.models.speculative import speculative_generate
 from jaxformers.testing import tiny_model_config
 
 
+@functools.cache
+def _model(n):
+    """An initialised n-head model (vocab 4: random drafts are often right); shared by the tests."""
+    cfg = tiny_model_config(mtp={"num_future_tokens": n}, max_len=32, vocab_size=4)
+    model = MTPDecoder(cfg)
+    return model, jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 5), jnp.int32))
+
+
 @pytest.mark.parametrize("n", [1, 3])
 def test_speculative_output_equals_greedy_token_for_token(n):
-    cfg = tiny_model_config(mtp={"num_future_tokens": n}, max_len=32, vocab_size=8)
-    model = MTPDecoder(cfg)
-    prompt = jax.random.randint(jax.random.PRNGKey(3), (2, 5), 0, cfg.vocab_size)
-    variables = jax.jit(model.init)(jax.random.PRNGKey(0), prompt)
+    model, variables = _model(n)
+    prompt = jax.random.randint(jax.random.PRNGKey(3), (2, 5), 0, model.cfg.vocab_size)
     greedy = generate(model, variables, prompt, jax.random.PRNGKey(0), max_new_tokens=20, temperature=0.0)
     out, stats = speculative_generate(model, variables, prompt, max_new_tokens=20)
     np.testing.assert_array_equal(out, greedy)
@@ -43,10 +49,8 @@ def test_passes_and_accepted_drafts_match_a_reference_count_on_the_greedy_text()
     """The acceptance count, recomputed without a cache: from the last accepted position p, the
     drafts are heads 2..n at p (run on the greedy text), kept while each equals the greedy token."""
     n, new = 3, 20
-    cfg = tiny_model_config(mtp={"num_future_tokens": n}, max_len=32, vocab_size=4)
-    model = MTPDecoder(cfg)
-    prompt = jax.random.randint(jax.random.PRNGKey(5), (1, 5), 0, cfg.vocab_size)
-    variables = jax.jit(model.init)(jax.random.PRNGKey(0), prompt)
+    model, variables = _model(n)
+    prompt = jax.random.randint(jax.random.PRNGKey(5), (1, 5), 0, model.cfg.vocab_size)
     greedy = generate(
         model, variables, prompt, jax.random.PRNGKey(0), max_new_tokens=new + n, temperature=0.0
     )  # fmt: skip  (n more: the last pass verifies past the end)
