@@ -22,6 +22,7 @@ import jax
 import numpy as np
 
 from jaxformers.config import ConfigError
+from jaxformers.data.step_iterator import StepIterator, stream_key
 from jaxformers.ops import icl_bursty as S
 
 _SPLIT_IDS = {"train": 0, "validation": 1}
@@ -86,36 +87,18 @@ def training_sampler(cfg, batch_size: int):
     return jax.jit(lambda key: S.training_sequences(key, train, batch_size, num_labels=f["labels"], **kw)[:2])
 
 
-class SequenceIterator:
+class SequenceIterator(StepIterator):
     def __init__(self, cfg, *, split, seed, batch_size, process_index):
-        if split not in _SPLIT_IDS:
-            raise ValueError(f"split={split!r}; expected one of {sorted(_SPLIT_IDS)}")
+        super().__init__(split, _SPLIT_IDS)
         self.sample = training_sampler(cfg, batch_size)
-        self.key = jax.random.fold_in(
-            jax.random.fold_in(jax.random.key(int(seed)), _SPLIT_IDS[split]), int(process_index)
-        )
-        self.step = 0
+        self.key = stream_key(seed, self.split_id, process_index)
 
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> dict:
-        items, labels = self.sample(jax.random.fold_in(self.key, self.step))
-        self.step += 1
+    def batch(self, step: int) -> dict:
+        items, labels = self.sample(jax.random.fold_in(self.key, step))
         return {"inputs": np.asarray(items, np.float32), "labels": np.asarray(labels, np.int32)}
 
-    def get_state(self) -> dict:
-        return {"step": self.step}
 
-    def set_state(self, state: dict) -> None:
-        self.step = int(state["step"])
-
-
-def build(data_config, *, split, seed, batch_size, process_index, process_count):
-    del process_count
-    return SequenceIterator(
-        data_config, split=split, seed=seed, batch_size=batch_size, process_index=process_index
-    )
+build = SequenceIterator.build
 
 
 def evaluation_prompts(data_config, num_prompts: int = 2048, seed: int = 0) -> dict:

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxformers.config import ConfigError
+from jaxformers.data.step_iterator import StepIterator, stream_key
 from jaxformers.ops import icl_tasks
 
 _SPLIT_IDS = {"train": 0, "validation": 1, "curve": 2}
@@ -122,42 +123,24 @@ def sampler(cfg, batch_size: int):
     return lambda key, active_dims=d, active_points=n: sample(key, active_dims, active_points)
 
 
-class PromptIterator:
+class PromptIterator(StepIterator):
     def __init__(self, cfg, *, split, seed, batch_size, process_index):
-        if split not in _SPLIT_IDS:
-            raise ValueError(f"split={split!r}; expected one of {sorted(_SPLIT_IDS)}")
+        super().__init__(split, _SPLIT_IDS)
         self.sample = sampler(cfg, batch_size)
         self.curriculum = curriculum(cfg) if split == "train" else None
-        self.key = jax.random.fold_in(
-            jax.random.fold_in(jax.random.key(int(seed)), _SPLIT_IDS[split]), int(process_index)
-        )
-        self.step = 0
+        self.key = stream_key(seed, self.split_id, process_index)
 
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> dict:
-        active = _active(self.curriculum, self.step) if self.curriculum else ()
-        xs, ys, weights = self.sample(jax.random.fold_in(self.key, self.step), *active)
-        self.step += 1
+    def batch(self, step: int) -> dict:
+        active = _active(self.curriculum, step) if self.curriculum else ()
+        xs, ys, weights = self.sample(jax.random.fold_in(self.key, step), *active)
         return {
             "inputs": np.asarray(xs, np.float32),
             "targets": np.asarray(ys, np.float32),
             "weights": np.asarray(weights, np.float32),
         }
 
-    def get_state(self) -> dict:
-        return {"step": self.step}
 
-    def set_state(self, state: dict) -> None:
-        self.step = int(state["step"])
-
-
-def build(data_config, *, split, seed, batch_size, process_index, process_count):
-    del process_count
-    return PromptIterator(
-        data_config, split=split, seed=seed, batch_size=batch_size, process_index=process_index
-    )
+build = PromptIterator.build
 
 
 def curve_prompts(data_config, num_prompts: int, seed: int = 0):

@@ -9,15 +9,15 @@ The iterator's state is the batch counter, so resume is exact; "validation" is a
 
 import numpy as np
 
+from jaxformers.data.step_iterator import StepIterator
 from jaxformers.ops.icl import covariance_matrix
 
 _SPLIT_IDS = {"train": 0, "validation": 1}
 
 
-class TaskIterator:
+class TaskIterator(StepIterator):
     def __init__(self, cfg, *, split, seed, batch_size, process_index):
-        if split not in _SPLIT_IDS:
-            raise ValueError(f"split={split!r}; expected 'train' or 'validation'")
+        super().__init__(split, _SPLIT_IDS)
         self.d = int(cfg.get("dim", 5))
         self.n = int(cfg.get("num_context", 20))
         self.x_dist = cfg.get("x_dist", "gaussian")
@@ -29,15 +29,10 @@ class TaskIterator:
         self.noise_std = float(cfg.get("noise_std", 0.0))
         self.w_scale = float(cfg.get("w_scale", 1.0))
         self.batch_size = batch_size
-        self.key = (int(seed), _SPLIT_IDS[split], int(process_index))
-        self.step = 0
+        self.key = (int(seed), self.split_id, int(process_index))
 
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> dict:
-        rng = np.random.default_rng(self.key + (self.step,))
-        self.step += 1
+    def batch(self, step: int) -> dict:
+        rng = np.random.default_rng(self.key + (step,))
         b, n, d = self.batch_size, self.n, self.d
         if self.x_dist == "uniform":
             x = rng.uniform(-self.x_range, self.x_range, (b, n + 1, d))
@@ -52,14 +47,5 @@ class TaskIterator:
         tokens = np.concatenate([x, y_in[..., None]], axis=-1)
         return {"inputs": tokens.astype(np.float32), "targets": y[:, -1].astype(np.float32)}
 
-    def get_state(self) -> dict:
-        return {"step": self.step}
 
-    def set_state(self, state: dict) -> None:
-        self.step = int(state["step"])
-
-
-def build(data_config, *, split, seed, batch_size, process_index, process_count):
-    del process_count
-    return TaskIterator(data_config, split=split, seed=seed, batch_size=batch_size,
-                        process_index=process_index)
+build = TaskIterator.build
