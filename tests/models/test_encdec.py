@@ -1,5 +1,7 @@
 """Claims about the MLM-U encoder-decoder (Nolte et al. 2024, arXiv 2412.05117)."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,7 +16,9 @@ def _model(**kw):
     return build_model("encdec", cfg)
 
 
+@functools.cache
 def _init(model, batch=2, length=16):
+    """(tokens, variables); cached: the tests of one model share its initialisation."""
     tokens = jax.random.randint(jax.random.PRNGKey(0), (batch, length), 0, 40)
     variables = jax.jit(model.init)(jax.random.PRNGKey(1), tokens, jnp.ones_like(tokens, bool))
     return tokens, variables
@@ -26,11 +30,12 @@ def test_decoder_queries_carry_no_token_content():
     model = _model()
     tokens, variables = _init(model)
     visible = jnp.arange(16)[None].repeat(2, 0) % 3 != 0
-    logits = jax.jit(model.apply)(variables, tokens, visible)
+    apply = jax.jit(model.apply)  # one compilation for the three calls
+    logits = apply(variables, tokens, visible)
     scrambled = jnp.where(visible, tokens, (tokens + 7) % 40)
-    np.testing.assert_array_equal(jax.jit(model.apply)(variables, scrambled, visible), logits)
+    np.testing.assert_array_equal(apply(variables, scrambled, visible), logits)
     changed = tokens.at[:, 1].set((tokens[:, 1] + 1) % 40)
-    assert not np.allclose(jax.jit(model.apply)(variables, changed, visible), logits)
+    assert not np.allclose(apply(variables, changed, visible), logits)
 
 
 def test_querying_a_subset_of_positions_equals_the_full_decode():
