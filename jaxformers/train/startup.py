@@ -28,7 +28,10 @@ def grow_from_checkpoint(exp: Experiment, source_workdir: str, *, source_step: i
     config = exp.config
     source_config, source_vars, restored_step = ckpt.load_variables(source_workdir, source_step)
     source_vars = {k: v for k, v in jax.device_get(source_vars).items() if v}
-    target_init = jax.device_get(nn.meta.unbox(exp.init_boxed(jax.random.PRNGKey(config.seed))))
+    # One jitted init, as in Experiment.fresh_state: eager, model.init compiles every primitive
+    # (and the layer stack's nn.scan) on its own, seconds of compiles for a tiny model.
+    boxed = jax.jit(exp.init_boxed)(jax.random.PRNGKey(config.seed))
+    target_init = jax.device_get(nn.meta.unbox(boxed))
     target_init = {k: v for k, v in target_init.items() if k in ("params", "constants")}
     variables = get_transform(transform)(
         source_vars,
