@@ -34,7 +34,7 @@ def test_stacked_lsa_layers_with_the_construction_are_gd_plus_plus(tasks):
 def test_fitted_gd_plus_plus_beats_tuned_gd(tasks):
     x, y = tasks
     _, gd_loss = icl.tune_gd_rate(x, y, 2)
-    lrs, gammas, loss = icl.fit_gd_plus_plus(x, y, 2, iters=300)
+    lrs, gammas, loss = icl.fit_gd_plus_plus(x, y, 2, iters=100)  # 0.74x GD at 100, 0.68x at 300
     assert loss < 0.97 * gd_loss, (loss, gd_loss)
     # curvature correction before the last step; the last layer's γ cannot change the prediction
     assert gammas[0] > 0 and gammas[1] == 0, gammas
