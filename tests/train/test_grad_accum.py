@@ -15,18 +15,21 @@ from jaxformers.train.experiment import Experiment, split_micro_batches
 ONE_DEVICE = jax.devices()[:1]
 
 
-def _one_step(accum, devices=ONE_DEVICE, **overrides):
+def _one_step(accum, devices=ONE_DEVICE, start=None, **overrides):
+    """(params, metrics) after one step, and the host copy of the state it started from. `start`:
+    such a copy to step from instead of a fresh init (one init compile per model, not per mesh)."""
     config = tiny_train_config(batch_size=32, grad_accum_steps=accum, **overrides)
     exp = Experiment(config, devices=devices)
-    state = exp.fresh_state()
+    state = exp.fresh_state() if start is None else jax.device_put(start, exp.state_shardings)
+    start = jax.device_get(state)  # before the step donates it
     batch = exp.global_batch(next(exp.make_iterator("train")))
     new_state, metrics = exp.train_step(state, batch)
-    return jax.device_get(new_state.params), jax.device_get(metrics)
+    return (jax.device_get(new_state.params), jax.device_get(metrics)), start
 
 
 @pytest.fixture(scope="module")
 def whole_batch():
-    """One unaccumulated step on one device: the reference step."""
+    """One unaccumulated step on one device: the reference step, and its initial state."""
     return _one_step(1)
 
 
@@ -44,7 +47,8 @@ def test_4_accumulated_micro_batches_of_8_on_a_4_device_mesh_equal_one_step_on_b
     accumulated, data-parallel step equals the plain step on one device (one claim, one compile:
     accumulation and the mesh together)."""
     assert len(jax.devices()) >= 4
-    _assert_same_step(_one_step(4, devices=jax.devices()[:4]), whole_batch)
+    reference, start = whole_batch
+    _assert_same_step(_one_step(4, devices=jax.devices()[:4], start=start)[0], reference)
 
 
 def test_micro_batches_interleave_rows_and_cover_the_batch():
@@ -54,13 +58,15 @@ def test_micro_batches_interleave_rows_and_cover_the_batch():
 
 
 def test_moe_aux_loss_and_mot_per_modality_metrics_are_accumulated():
-    _, moe = _one_step(4, **{"model.feed_forward": "moe", "model.moe.load_balance_weight": 0.01})
+    (_, moe), _ = _one_step(4, **{"model.feed_forward": "moe", "model.moe.load_balance_weight": 0.01})
     aux = [k for k in moe if "balance" in k or "aux" in k]
     assert aux and all(np.isfinite(moe[k]) for k in aux)
-    mot_overrides = {"model.num_modalities": 2, "data": dict(name="two_modality", variant="synthetic",
-                                                             seq_len=16, num_validation=32)}
-    _, mot1 = _one_step(1, **mot_overrides)
-    _, mot4 = _one_step(4, **mot_overrides)
+    mot_overrides = {
+        "model.num_modalities": 2,
+        "data": dict(name="two_modality", variant="synthetic", seq_len=16, num_validation=32),
+    }
+    (_, mot1), start = _one_step(1, **mot_overrides)
+    (_, mot4), _ = _one_step(4, start=start, **mot_overrides)
     per_modality = [k for k in mot1 if k.startswith("loss_m")]
     assert per_modality
     for k in per_modality:
