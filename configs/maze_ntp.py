@@ -7,13 +7,11 @@ with the maze dataset's weights, which score only targets in the path region (th
 baseline, Nolte et al. 2024, arXiv 2412.05117). Evaluation decodes greedily with the KV cache.
 """
 
-import importlib.util
 import os
 
-_spec = importlib.util.spec_from_file_location(
-    "maze_mlmu_config", os.path.join(os.path.dirname(os.path.abspath(__file__)), "maze_mlmu.py"))
-_mlmu = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_mlmu)
+from jaxformers.configs_loader import load_file
+
+_mlmu = load_file(os.path.join(os.path.dirname(os.path.abspath(__file__)), "maze_mlmu.py"))
 
 
 def get_config(arg: str | None = None):

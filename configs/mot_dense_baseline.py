@@ -7,13 +7,11 @@ only the weights are shared by both modalities (the modality ids still reach the
 which reports loss_m0 / loss_m1). Same presets as configs/mot.py.
 """
 
-import importlib.util
 import os
 
-_spec = importlib.util.spec_from_file_location(
-    "_mot_config", os.path.join(os.path.dirname(os.path.abspath(__file__)), "mot.py"))
-_mot = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_mot)
+from jaxformers.configs_loader import load_file
+
+_mot = load_file(os.path.join(os.path.dirname(os.path.abspath(__file__)), "mot.py"))
 
 
 def get_config(arg: str | None = None):

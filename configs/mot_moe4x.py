@@ -12,15 +12,12 @@ has 4x the parameters. The paper's MoE-4x uses expert-choice routing, which sees
 Presets: as configs/mot.py (size, variant, text, steps).
 """
 
-import importlib.util
 import os
 
 from jaxformers.config import model_config_from
+from jaxformers.configs_loader import load_file
 
-_spec = importlib.util.spec_from_file_location(
-    "_mot_config", os.path.join(os.path.dirname(os.path.abspath(__file__)), "mot.py"))
-_mot = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_mot)
+_mot = load_file(os.path.join(os.path.dirname(os.path.abspath(__file__)), "mot.py"))
 
 NUM_EXPERTS = 4
 

@@ -16,14 +16,11 @@ Not measured at a useful budget yet: docs/multi_token_prediction.md, result 3 (a
 next-token baseline itself is at 3-7% held-out token accuracy, exact match 0).
 """
 
-import importlib.util
 import os
 
-_spec = importlib.util.spec_from_file_location(
-    "maze_mlmu_config", os.path.join(os.path.dirname(os.path.abspath(__file__)), "maze_mlmu.py")
-)
-_mlmu = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_mlmu)
+from jaxformers.configs_loader import load_file
+
+_mlmu = load_file(os.path.join(os.path.dirname(os.path.abspath(__file__)), "maze_mlmu.py"))
 
 
 def get_config(arg: str | None = None):

@@ -1,7 +1,6 @@
 """Every experiment config resolves, validates and builds its model abstractly (jax.eval_shape)."""
 
 import glob
-import importlib.util
 import os
 
 import jax
@@ -9,6 +8,7 @@ import jax.numpy as jnp
 import pytest
 
 from jaxformers.config import model_config_from
+from jaxformers.configs_loader import load_file
 from jaxformers.data.registry import get_dataset_builder
 from jaxformers.models.registry import build_model
 from jaxformers.objectives.registry import get_objective
@@ -19,20 +19,13 @@ CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
 CONFIG_FILES = sorted(glob.glob(os.path.join(CONFIG_DIR, "*.py")))
 
 
-def load_config_module(path):
-    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_there_are_configs():
     assert any(p.endswith("default.py") for p in CONFIG_FILES)
 
 
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=os.path.basename)
 def test_config_resolves_and_builds_its_model(path):
-    module = load_config_module(path)
+    module = load_file(path)
     assert module.__doc__ and "launch/" in module.__doc__, "docstring must give the run command"
     config = module.get_config()
     validate_config(config)

@@ -2,7 +2,6 @@
 configs/maze_ntp.py (same parameter count: the trunk is one block shorter and head 1 is that block),
 and its own arguments are kept apart from the maze presets."""
 
-import importlib.util
 import os
 
 import jax
@@ -11,16 +10,14 @@ import numpy as np
 import pytest
 
 from jaxformers.config import model_config_from
+from jaxformers.configs_loader import load_config
 from jaxformers.models.registry import build_model
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
 
 
 def get_config(name, arg):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(CONFIGS, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    return load_config(os.path.join(CONFIGS, f"{name}.py"), arg)
 
 
 def parameter_count(config):

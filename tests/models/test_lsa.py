@@ -1,6 +1,5 @@
 """Claims about the LSA model family, the icl_regression dataset and objective."""
 
-import importlib.util
 import pathlib
 
 import jax
@@ -9,6 +8,7 @@ import numpy as np
 import pytest
 
 from jaxformers.config import ConfigError, model_config_from
+from jaxformers.configs_loader import load_file
 from jaxformers.data.registry import get_dataset_builder
 from jaxformers.models.lsa import effective_preconditioner
 from jaxformers.models.registry import build_model
@@ -16,10 +16,7 @@ from jaxformers.objectives.registry import get_objective
 from jaxformers.ops import icl, lsa
 
 _PATH = pathlib.Path(__file__).parents[2] / "configs" / "icl_lsa.py"
-_SPEC = importlib.util.spec_from_file_location("icl_lsa_config", _PATH)
-_CONFIG = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(_CONFIG)
-get_config = _CONFIG.get_config
+get_config = load_file(str(_PATH)).get_config
 
 
 def _iterator(config, split="train", batch=8):
