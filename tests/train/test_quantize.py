@@ -32,12 +32,14 @@ PROJECTIONS = {
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A tiny gated decoder trained for 12 steps, and quantize_checkpoint's rows for it."""
+    """A tiny gated decoder trained for 12 steps, and quantize_checkpoint's rows for it. Trained on
+    one device and without evaluations (quantize_checkpoint evaluates every scheme itself): the
+    8-way sharded step and an unused eval step would be two more, larger compiles."""
     from jaxformers.train import train_and_evaluate
 
     workdir = str(tmp_path_factory.mktemp("quant"))
-    config = tiny_train_config(**{"model.attention.gate": "per_head"})
-    train_and_evaluate(config, workdir)
+    config = tiny_train_config(eval_every=0, **{"model.attention.gate": "per_head"})
+    train_and_evaluate(config, workdir, devices=jax.devices()[:1])
     result = Q.quantize_checkpoint(
         workdir, ["fp32", "w8a8", "w4_gptq"], calibration_batches=1, eval_batches=1
     )
