@@ -3,6 +3,7 @@ one-head backward (same arrays, same gradients) may be switched."""
 
 import json
 
+import jax
 import pytest
 
 from jaxformers.testing import tiny_train_config
@@ -13,8 +14,9 @@ from jaxformers.train.experiment import Experiment
 
 def test_resume_with_another_num_future_tokens_is_a_one_line_error(tmp_path):
     cfg = tiny_train_config(model_family="mtp", objective="mtp", **{"model.mtp.num_future_tokens": 2})
-    # A checkpoint of the n = 2 run as the training loop writes it (no step needs compiling).
-    exp = Experiment(cfg, str(tmp_path))
+    # A checkpoint of the n = 2 run as the training loop writes it (no step needs compiling; one
+    # device: the init's compile is the test's cost, and an 8-way sharded one is larger).
+    exp = Experiment(cfg, str(tmp_path), devices=jax.devices()[:1])
     manager = ckpt.make_manager(str(tmp_path))
     ckpt.save(manager, exp.fresh_state(), data_state=exp.make_iterator("train").get_state(),
               config=cfg, force=True)  # fmt: skip
