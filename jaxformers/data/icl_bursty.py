@@ -23,6 +23,7 @@ import numpy as np
 
 from jaxformers.config import ConfigError
 from jaxformers.data.step_iterator import StepIterator, stream_key
+from jaxformers.models.compiled import jitted_apply
 from jaxformers.ops import icl_bursty as S
 
 _SPLIT_IDS = {"train": 0, "validation": 1}
@@ -102,35 +103,44 @@ build = SequenceIterator.build
 
 
 def evaluation_prompts(data_config, num_prompts: int = 2048, seed: int = 0) -> dict:
-    """{"icl": (items, labels), "iwl": (items, labels)}: the fixed prompts of the two evaluations."""
-    f = fields(data_config)
-    train, holdout = prototypes(data_config)
-    key = jax.random.fold_in(jax.random.key(seed), 1000)
-    shots = f["context"] // 2
-    icl = S.fewshot_holdout(
-        jax.random.fold_in(key, 0),
-        holdout,
-        num_prompts,
-        ways=2,
-        shots=shots,
-        noise=f["noise"],
-        num_labels=f["labels"],
-    )
-    iwl = S.no_support(
-        jax.random.fold_in(key, 1),
-        train,
-        num_prompts,
-        context=f["context"],
-        zipf_alpha=f["zipf_alpha"],
-        noise=f["noise"],
-        num_labels=f["labels"],
-    )
-    return {"icl": icl[:2], "iwl": iwl[:2]}
+    """{"icl": (items, labels), "iwl": (items, labels)}: the fixed prompts of the two evaluations
+    (drawn once per data config and kept: every evaluation of a run scores the same prompts)."""
+    return _evaluation_prompts(tuple(sorted(fields(data_config).items())), num_prompts, seed)
+
+
+@functools.lru_cache(maxsize=8)
+def _evaluation_prompts(field_items: tuple, num_prompts: int, seed: int) -> dict:
+    f = dict(field_items)
+    train, holdout = _prototypes(f["class_seed"], f["classes"], f["holdout_classes"], f["dim"])
+
+    @jax.jit  # one compilation, not one per sampler primitive
+    def draw(key, train, holdout):
+        icl = S.fewshot_holdout(
+            jax.random.fold_in(key, 0),
+            holdout,
+            num_prompts,
+            ways=2,
+            shots=f["context"] // 2,
+            noise=f["noise"],
+            num_labels=f["labels"],
+        )
+        iwl = S.no_support(
+            jax.random.fold_in(key, 1),
+            train,
+            num_prompts,
+            context=f["context"],
+            zipf_alpha=f["zipf_alpha"],
+            noise=f["noise"],
+            num_labels=f["labels"],
+        )
+        return {"icl": icl[:2], "iwl": iwl[:2]}
+
+    return draw(jax.random.fold_in(jax.random.key(seed), 1000), train, holdout)
 
 
 def icl_iwl_accuracy(model, variables, config) -> dict:
     """Evaluator "icl_bursty": {"icl_accuracy", "iwl_accuracy"} (see the module docstring)."""
-    apply = jax.jit(model.apply)
+    apply = jitted_apply(model)
     out = {}
     for name, (items, labels) in evaluation_prompts(config.data).items():
         pred = np.argmax(np.asarray(apply(variables, items, labels)), axis=-1)

@@ -12,6 +12,7 @@ import jax
 import numpy as np
 
 from jaxformers.data import icl_functions as data
+from jaxformers.models.compiled import jitted_apply
 from jaxformers.ops import icl_baselines as B
 from jaxformers.ops.icl_tasks import error_scale
 
@@ -39,7 +40,7 @@ def error_curves(model, variables, data_config, num_prompts: int = 512, seed: in
     normalisation, zero predictor ≈ 1) or, for boolean tasks, accuracy of sign(ŷ) (a zero
     prediction counts 1/2)."""
     xs, ys = data.curve_prompts(data_config, num_prompts, seed)
-    preds = {"model": jax.jit(model.apply)(variables, xs, ys)}
+    preds = {"model": jitted_apply(model)(variables, xs, ys)}
     preds |= baseline_predictions(xs, ys, data_config)
     if data.is_boolean(data_config):
         return {k: np.asarray(B.sign_accuracy_curve(p, ys)).tolist() for k, p in preds.items()}

@@ -20,6 +20,7 @@ import numpy as np
 
 from jaxformers.config import ConfigError
 from jaxformers.data.registry import get_dataset_builder
+from jaxformers.models.compiled import jitted
 from jaxformers.ops import outliers
 
 KINDS = ("mixer_out", "ffn_out", "residual")
@@ -51,7 +52,7 @@ def outlier_metrics(model, variables, config) -> dict[str, float]:
     iterator = builder(config.data, split="validation", seed=config.seed,
                        batch_size=config.batch_size // jax.process_count(),
                        process_index=jax.process_index(), process_count=jax.process_count())
-    stats = jax.jit(lambda v, b: block_statistics(model, v, b))
+    stats = jitted(block_statistics, model)  # compiled once per model, not once per evaluation
     num_batches = config.get("outlier_batches", None) or config.eval_batches
     sums: dict[tuple[str, int], np.ndarray] = {}
     count = 0

@@ -81,6 +81,19 @@ def test_evaluator_scores_icl_on_held_out_classes_and_iwl_without_support():
     items, labels = icl_bursty.evaluation_prompts(DATA, 64)["icl"]
     assert np.all(np.isin(np.asarray(labels[:, -1]), np.asarray(labels[:, :-1])))  # answer is in context
     params = model.init(jax.random.key(0), items, labels)
-    out = icl_bursty.icl_iwl_accuracy(model, params, ml_collections.ConfigDict(dict(data=DATA)))
+    config = ml_collections.ConfigDict(dict(data=DATA))
+    out = icl_bursty.icl_iwl_accuracy(model, params, config)
+    compiles = []
+
+    def listener(event, duration, **kw):
+        if "backend_compile" in event:
+            compiles.append(kw.get("fun_name"))
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:  # the next evaluation of a run reuses the prompts and the compiled model
+        again = icl_bursty.icl_iwl_accuracy(model, params, config)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert again == out and compiles == []
     assert set(out) == {"icl_accuracy", "iwl_accuracy", "icl_label_in_context"}
     assert 0 <= out["icl_accuracy"] <= out["icl_label_in_context"] <= 1 and 0 <= out["iwl_accuracy"] <= 1
