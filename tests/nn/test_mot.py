@@ -22,7 +22,8 @@ MOT = dict(attention=dict(qk_norm=True), norm_placement="after_branch")
 
 
 class _Jitted:
-    """A Decoder whose apply is jitted once (keeps this file's compile time to seconds)."""
+    """A Decoder whose apply is jitted once (keeps this file's compile time to seconds): call
+    `model.apply` directly; wrapping it in another jax.jit would compile the model again."""
 
     def __init__(self, cfg):
         self.cfg, self.module = cfg, Decoder(cfg)
@@ -86,8 +87,8 @@ def test_k1_equals_dense_when_every_modality_holds_the_same_weights(dispatch):
     _, model3, _, _, ids = _setup(3, **SETUPS[dispatch])
     tied = _map_modality_axis(boxed1, lambda v, ax: jnp.repeat(v, 3, axis=ax))
     np.testing.assert_allclose(
-        jax.jit(model3.apply)(tied, tokens, modality_ids=ids),
-        jax.jit(model1.apply)(nn.meta.unbox(boxed1), tokens),
+        model3.apply(tied, tokens, modality_ids=ids),
+        model1.apply(nn.meta.unbox(boxed1), tokens),
         atol=ATOL,
     )
 
@@ -99,8 +100,8 @@ def test_all_tokens_of_modality_m_equal_a_dense_block_with_m_weights(m):
     sliced = _map_modality_axis(boxed3, lambda v, ax: jax.lax.slice_in_dim(v, m, m + 1, axis=ax))
     ids = jnp.full(tokens.shape, m)
     np.testing.assert_allclose(
-        jax.jit(model3.apply)(nn.meta.unbox(boxed3), tokens, modality_ids=ids),
-        jax.jit(model1.apply)(sliced, tokens), atol=ATOL,
+        model3.apply(nn.meta.unbox(boxed3), tokens, modality_ids=ids),
+        model1.apply(sliced, tokens), atol=ATOL,
     )
 
 
@@ -111,8 +112,8 @@ def test_relabelling_modalities_with_their_parameters_leaves_outputs_unchanged(d
     inverse = jnp.argsort(perm)
     permuted = _map_modality_axis(boxed, lambda v, ax: jnp.take(v, inverse, axis=ax))
     np.testing.assert_allclose(
-        jax.jit(model.apply)(permuted, tokens, modality_ids=perm[ids]),
-        jax.jit(model.apply)(nn.meta.unbox(boxed), tokens, modality_ids=ids), atol=ATOL,
+        model.apply(permuted, tokens, modality_ids=perm[ids]),
+        model.apply(nn.meta.unbox(boxed), tokens, modality_ids=ids), atol=ATOL,
     )
 
 
@@ -123,8 +124,8 @@ def test_modality_b_token_changes_later_modality_a_outputs_never_earlier_ones():
     ids = jnp.broadcast_to(row, tokens.shape)
     s = 4  # a modality-1 ("B") token
     perturbed = tokens.at[0, s].set((tokens[0, s] + 7) % 32)
-    base = jax.jit(model.apply)(params, tokens, modality_ids=ids)[0]
-    new = jax.jit(model.apply)(params, perturbed, modality_ids=ids)[0]
+    base = model.apply(params, tokens, modality_ids=ids)[0]
+    new = model.apply(params, perturbed, modality_ids=ids)[0]
     diff = jnp.abs(new - base).max(-1)
     np.testing.assert_array_equal(diff[:s], 0.0)  # causality across modalities: exact
     later_a = jnp.array([t for t in range(s + 1, 16) if row[t] == 0])
@@ -167,8 +168,8 @@ def test_grouped_path_equals_select_path_values_and_gradients():
     _, model_s, boxed, tokens, ids = _setup(3)
     _, model_g, *_ = _setup(3, **GROUPED)
     params = nn.meta.unbox(boxed)
-    np.testing.assert_allclose(jax.jit(model_g.apply)(params, tokens, modality_ids=ids),
-                               jax.jit(model_s.apply)(params, tokens, modality_ids=ids), atol=ATOL)
+    np.testing.assert_allclose(model_g.apply(params, tokens, modality_ids=ids),
+                               model_s.apply(params, tokens, modality_ids=ids), atol=ATOL)
     gs, gg = _grad_fn("select")(params, ids), _grad_fn("grouped")(params, ids)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), gg, gs)
 
@@ -205,7 +206,7 @@ def test_kv_cache_generation_routes_each_token_through_its_modality(dispatch):
     prompt = jnp.array([[1, 2, 20, 3], [25, 4, 5, 30]], jnp.int32)  # both modalities present
     out = generate(model.module, params, prompt, jax.random.PRNGKey(0), max_new_tokens=8,
                    temperature=0.0, modality_of_token=rule)
-    logits = jax.jit(model.apply)(params, out[:, :-1], modality_ids=rule(out[:, :-1]))  # causal: one pass
+    logits = model.apply(params, out[:, :-1], modality_ids=rule(out[:, :-1]))  # causal: one pass
     np.testing.assert_array_equal(logits[:, 3:].argmax(-1), out[:, 4:])
     # The routing matters: every token read as modality 0 gives a different continuation.
     only_text = generate(model.module, params, prompt, jax.random.PRNGKey(0), max_new_tokens=8,
