@@ -84,7 +84,8 @@ def test_sigkill_during_a_save_resumes_from_the_previous_complete_checkpoint(wor
     leftovers = os.listdir(checkpoint_dir(str(workdir)))
     assert any(name.startswith("9.") for name in leftovers), leftovers  # the partial step
     assert latest_step(str(workdir)) == 6
-    train_and_evaluate(tiny_train_config(num_steps=12, checkpoint_every=3, eval_every=0), workdir)
+    config = tiny_train_config(num_steps=12, checkpoint_every=3, eval_every=0)
+    train_and_evaluate(config, workdir, devices=jax.devices()[:1])  # the worker's one device
     assert latest_step(str(workdir)) == 12
     steps = [r["step"] for r in read_metrics(str(workdir), "train")]
     assert steps[-6:] == [7, 8, 9, 10, 11, 12]  # steps 7-9 were redone after the crash
