@@ -1,5 +1,7 @@
 """TokenFormer layers: Pattention projection / FFN and the decoder built from them."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -53,11 +55,18 @@ def test_projection_init_follows_the_paper():
     assert float(variables["constants"]["tau"]) == pytest.approx(512**0.5)
 
 
-def test_decoder_replaces_every_projection_and_drops_norm_parameters():
-    cfg = model_config_from(TOKENFORMER)
-    model = build_model("decoder", cfg)
+@functools.cache
+def _tokenformer():
+    """(model, its jitted apply, variables, tokens): one initialisation and one compiled apply for
+    the decoder tests below."""
+    model = build_model("decoder", model_config_from(TOKENFORMER))
     tokens = jax.random.randint(jax.random.PRNGKey(0), (2, 8), 0, 64)
     variables = nn.meta.unbox(jax.jit(model.init)(jax.random.PRNGKey(1), tokens))
+    return model, jax.jit(model.apply), variables, tokens
+
+
+def test_decoder_replaces_every_projection_and_drops_norm_parameters():
+    _, apply, variables, tokens = _tokenformer()
     layers = variables["params"]["layers"]
     assert set(layers) == {"mixer", "ffn"}  # non-parametric norms: no mixer_norm/ffn_norm params
     for name in ("query", "key", "value", "out"):
@@ -68,23 +77,20 @@ def test_decoder_replaces_every_projection_and_drops_norm_parameters():
     leaves = jax.tree_util.tree_flatten_with_path(variables["params"])[0]
     assert not any("kernel" in jax.tree_util.keystr(p) and "layers" in jax.tree_util.keystr(p)
                    for p, _ in leaves)
-    logits = jax.jit(model.apply)(variables, tokens)
+    logits = apply(variables, tokens)
     assert logits.shape == (2, 8, 64) and np.all(np.isfinite(logits))
 
 
 def test_tau_is_a_constant_not_a_parameter():
     """τ lives in "constants": gradients w.r.t. params never include it, and changing it
     changes the function (so a checkpoint must carry it)."""
-    cfg = model_config_from(TOKENFORMER)
-    model = build_model("decoder", cfg)
-    tokens = jax.random.randint(jax.random.PRNGKey(0), (2, 8), 0, 64)
-    variables = nn.meta.unbox(jax.jit(model.init)(jax.random.PRNGKey(1), tokens))
-    grads = jax.grad(lambda p: jnp.sum(model.apply({**variables, "params": p}, tokens)))(
-        variables["params"])
+    model, apply, variables, tokens = _tokenformer()
+    grads = jax.eval_shape(
+        jax.grad(lambda p: jnp.sum(model.apply({**variables, "params": p}, tokens))), variables["params"]
+    )  # fmt: skip  (only the gradient's tree is checked)
     assert "tau" not in str(jax.tree_util.tree_structure(grads))
     scaled = jax.tree.map(lambda t: t * 2, variables["constants"])
-    assert not np.allclose(jax.jit(model.apply)({**variables, "constants": scaled}, tokens),
-                           jax.jit(model.apply)(variables, tokens))
+    assert not np.allclose(apply({**variables, "constants": scaled}, tokens), apply(variables, tokens))
 
 
 def test_modality_untied_pattention_uses_each_tokens_own_tokens():
