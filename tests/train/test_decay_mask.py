@@ -28,8 +28,17 @@ except ImportError:  # before the issue-18 move of the model config
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
 # One config per kind of parameter tree: dense decoder, TokenFormer, learned MoE (biases, router),
 # SMoE-Dropout (frozen router), MoT with QK norms, GLA, MLM-U encoder-decoder, ICL LSA.
-FAMILIES = ("default", "tokenformer", "smoe_dropout:variant=learned", "smoe_dropout", "mot", "gla_lm",
-            "maze_mlmu", "icl_lsa", "icl_lsa:von_oswald")
+FAMILIES = (
+    "default",
+    "tokenformer",
+    "smoe_dropout:variant=learned",
+    "smoe_dropout",
+    "mot",
+    "gla_lm",
+    "maze_mlmu",
+    "icl_lsa",
+    "icl_lsa:von_oswald",
+)
 
 
 def _boxed_variables(name):
@@ -42,11 +51,17 @@ def _boxed_variables(name):
     if "num_train" in config.data:  # mazes: a few are enough to build the model
         config.data.update(num_train=16, num_validation=16)
     model = build_model(config.model_family, model_config_from(config.model))
-    batch = next(get_dataset_builder(config.data.name)(
-        config.data, split="train", seed=0, batch_size=1, process_index=0, process_count=1))
+    batch = next(
+        get_dataset_builder(config.data.name)(
+            config.data, split="train", seed=0, batch_size=1, process_index=0, process_count=1
+        )
+    )
     batch = {k: jnp.asarray(v) for k, v in batch.items()}
-    rngs = {"params": jax.random.PRNGKey(0), "routing": jax.random.PRNGKey(1),
-            "dropout": jax.random.PRNGKey(2)}
+    rngs = {
+        "params": jax.random.PRNGKey(0),
+        "routing": jax.random.PRNGKey(1),
+        "dropout": jax.random.PRNGKey(2),
+    }
     return config, jax.eval_shape(lambda: init_variables(model, batch, rngs))
 
 
@@ -76,16 +91,21 @@ def test_one_adamw_step_with_zero_gradients_moves_only_the_matrices(name):
     """With zero gradients only weight decay moves a parameter: matrices shrink by exactly
     (1 - lr * wd); norm scales (rank 3 under nn.scan), biases and vectors stay bit-identical."""
     config, boxed = _boxed_variables(name)
-    params = jax.tree.map(lambda s: jax.random.normal(jax.random.PRNGKey(0), s.shape, s.dtype),
-                          nn.meta.unbox(boxed["params"]))
+    # Normal parameters drawn in numpy, the optimizer's init and step in one jit: drawn with
+    # jax.random or initialised eagerly, every parameter shape would compile its own programs.
+    rng = np.random.default_rng(0)
+    params = jax.tree.map(
+        lambda s: rng.standard_normal(s.shape).astype(s.dtype), nn.meta.unbox(boxed["params"])
+    )
     config.weight_decay, config.warmup_steps, config.learning_rate = 0.1, 0, 0.01
     tx = make_optimizer(config)
-    zeros = jax.tree.map(jnp.zeros_like, params)
-    updates, _ = jax.jit(tx.update)(zeros, tx.init(params), params)
+    step = jax.jit(lambda p: tx.update(jax.tree.map(jnp.zeros_like, p), tx.init(p), p)[0])
+    updates = step(params)
     shrink = np.float32(1 - 0.01 * 0.1)
     checked = {True: 0, False: 0}
-    for (path, leaf), old, update in zip(_leaves(boxed["params"]), jax.tree.leaves(params),
-                                         jax.tree.leaves(updates), strict=True):
+    for (path, leaf), old, update in zip(
+        _leaves(boxed["params"]), jax.tree.leaves(params), jax.tree.leaves(updates), strict=True
+    ):
         vector = _is_vector_kind(path, leaf)
         checked[vector] += 1
         if vector:
@@ -97,8 +117,12 @@ def test_one_adamw_step_with_zero_gradients_moves_only_the_matrices(name):
 
 def test_scanned_norm_scales_are_not_decayed_although_they_have_rank_3():
     _, boxed = _boxed_variables("mot")
-    mask = dict(zip([p for p, _ in _leaves(boxed["params"])], jax.tree.leaves(decay_mask(
-        nn.meta.unbox(boxed["params"])))))
+    mask = dict(
+        zip(
+            [p for p, _ in _leaves(boxed["params"])],
+            jax.tree.leaves(decay_mask(nn.meta.unbox(boxed["params"]))),
+        )
+    )
     scale = mask["layers/mixer_norm/scale"]
     assert jax.tree.leaves(nn.meta.unbox(boxed["params"])["layers"]["mixer_norm"])[0].ndim == 3
     assert scale is False and mask["layers/mixer/query_norm/scale"] is False
