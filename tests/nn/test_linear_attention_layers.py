@@ -1,5 +1,7 @@
 """Claims about the GLA and causal linear-attention token mixers inside the decoder."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,21 +12,28 @@ from jaxformers.models import sampling
 from jaxformers.models.decoder import Decoder
 
 
-def _model(mixer, **extra):
+@functools.cache
+def _model(mixer):
+    """(model, variables, tokens), initialised once per mixer for the tests of this file."""
     cfg = model_config_from(
         dict(vocab_size=32, embed_dim=32, num_layers=2, num_heads=2, max_len=24,
              token_mixer=mixer, gla=dict(chunk_size=8), linear_attention=dict(chunk_size=8))
-        | extra
     )
     model = Decoder(cfg)
     tokens = jax.random.randint(jax.random.PRNGKey(0), (2, 20), 0, 32)
-    return model, model.init(jax.random.PRNGKey(1), tokens), tokens
+    return model, jax.jit(model.init)(jax.random.PRNGKey(1), tokens), tokens
+
+
+@functools.cache
+def _apply(mixer):
+    """The mixer's model.apply, jitted once (an eager apply compiles its layer scan every call)."""
+    return jax.jit(_model(mixer)[0].apply)
 
 
 @pytest.mark.parametrize("mixer", ["gla", "linear_attention"])
 def test_decoding_with_recurrent_state_equals_chunked_forward(mixer):
     model, variables, tokens = _model(mixer)
-    full = jax.jit(model.apply)(variables, tokens)
+    full = _apply(mixer)(variables, tokens)
     decode = jax.jit(lambda v, tok, pos: model.apply(v, tok, positions=pos, decode=True,
                                                      mutable=["cache"]))
     cache = sampling.init_cache(model, 2)
@@ -41,11 +50,10 @@ def test_decoding_with_recurrent_state_equals_chunked_forward(mixer):
 
 @pytest.mark.parametrize("mixer", ["gla", "linear_attention"])
 def test_mixer_is_causal(mixer):
-    model, variables, tokens = _model(mixer)
+    _, variables, tokens = _model(mixer)
+    apply = _apply(mixer)
     changed = tokens.at[:, 6:].set((tokens[:, 6:] + 1) % 32)
-    np.testing.assert_array_equal(
-        model.apply(variables, tokens)[:, :6], model.apply(variables, changed)[:, :6]
-    )
+    np.testing.assert_array_equal(apply(variables, tokens)[:, :6], apply(variables, changed)[:, :6])
 
 
 def test_gla_layer_parameter_budget_is_about_4d2():
@@ -71,13 +79,13 @@ def test_bad_config_names_the_field():
 def test_packed_documents_equal_each_document_run_alone(mixer):
     """segment_ids reset the recurrent state at each document start (the boundary at 11 falls
     inside a chunk of 8), so a packed row equals its documents run separately."""
-    model, variables, tokens = _model(mixer)
+    _, variables, tokens = _model(mixer)
+    apply = _apply(mixer)
     segment_ids = jnp.broadcast_to((jnp.arange(20) >= 11).astype(jnp.int32), tokens.shape)
-    packed = model.apply(variables, tokens, segment_ids=segment_ids)
-    alone = jnp.concatenate([model.apply(variables, tokens[:, :11]),
-                             model.apply(variables, tokens[:, 11:])], axis=1)
+    packed = apply(variables, tokens, segment_ids=segment_ids)
+    alone = jnp.concatenate([apply(variables, tokens[:, :11]), apply(variables, tokens[:, 11:])], axis=1)
     np.testing.assert_allclose(packed, alone, atol=2e-6, rtol=1e-5)
-    assert not np.allclose(packed[:, 11:], model.apply(variables, tokens)[:, 11:], atol=1e-4)
+    assert not np.allclose(packed[:, 11:], apply(variables, tokens)[:, 11:], atol=1e-4)
 
 
 @pytest.mark.parametrize("mixer", ["gla", "linear_attention", "attention"])
@@ -97,5 +105,5 @@ def test_gla_kernel_dispatch_matches_the_xla_path():
         dict(vocab_size=32, embed_dim=32, num_layers=2, num_heads=2, max_len=24,
              token_mixer="gla", gla=dict(chunk_size=16, impl="auto"))
     )
-    np.testing.assert_allclose(Decoder(cfg).apply(variables, tokens), model.apply(variables, tokens),
-                               atol=1e-6, rtol=1e-6)
+    auto = jax.jit(Decoder(cfg).apply)(variables, tokens)
+    np.testing.assert_allclose(auto, _apply("gla")(variables, tokens), atol=1e-6, rtol=1e-6)
