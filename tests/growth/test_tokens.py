@@ -1,5 +1,7 @@
 """TokenFormer growth (Wang et al. 2025): zero keys + frozen τ preserve the model exactly."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import numpy as np
@@ -30,6 +32,12 @@ def build(size, **overrides):
     return cfg, model, variables, tokens_
 
 
+@functools.cache
+def _apply(model):
+    """model.apply jitted once per model (eager, its layer scan compiles again at every call)."""
+    return jax.jit(model.apply)
+
+
 @pytest.fixture(scope="module")
 def pair():
     return build(SMALL), build(BIG)
@@ -47,7 +55,7 @@ def test_grown_tokenformer_preserves_logits(pair):
     the new scores are exact zeros; only reassociation of longer sums can differ."""
     (_, model, variables, x), (_, big_model, _, _) = pair
     grown = grow(pair)
-    np.testing.assert_allclose(big_model.apply(grown, x), model.apply(variables, x),
+    np.testing.assert_allclose(_apply(big_model)(grown, x), _apply(model)(variables, x),
                                atol=1e-6, rtol=0)
 
 
@@ -55,7 +63,7 @@ def test_gelu_l2_norm_growth_also_preserves_logits():
     small, big = build(SMALL, pattention=dict(norm="gelu_l2_norm")), build(
         BIG, pattention=dict(norm="gelu_l2_norm"))
     grown = grow((small, big))
-    np.testing.assert_allclose(big[1].apply(grown, small[3]), small[1].apply(small[2], small[3]),
+    np.testing.assert_allclose(_apply(big[1])(grown, small[3]), _apply(small[1])(small[2], small[3]),
                                atol=1e-6, rtol=0)
 
 
@@ -64,14 +72,14 @@ def test_recomputed_tau_changes_the_function(pair):
     (_, model, variables, x), (_, big_model, _, _) = pair
     grown = grow(pair, tau="recompute")
     np.testing.assert_allclose(grown["constants"]["layers"]["mixer"]["query"]["tau"], [32**0.5] * 2)
-    diff = np.abs(big_model.apply(grown, x) - model.apply(variables, x)).max()
+    diff = np.abs(_apply(big_model)(grown, x) - _apply(model)(variables, x)).max()
     assert diff > 1e-3
 
 
 def test_released_code_growth_random_keys_changes_the_function(pair):
     (_, model, variables, x), (_, big_model, _, _) = pair
     grown = grow(pair, key_init="normal", tau="recompute")
-    assert np.abs(big_model.apply(grown, x) - model.apply(variables, x)).max() > 1e-3
+    assert np.abs(_apply(big_model)(grown, x) - _apply(model)(variables, x)).max() > 1e-3
 
 
 def test_growth_appends_tokens_and_keeps_old_ones(pair):
@@ -111,7 +119,7 @@ def test_growth_errors_are_clear(pair):
     kwargs = dict(rng=jax.random.PRNGKey(0))
     dense_cfg = model_config_from({k: v for k, v in BASE.items()
                                    if k not in ("projections", "feed_forward")})
-    dense = nn.meta.unbox(build_model("decoder", dense_cfg).init(
+    dense = nn.meta.unbox(jax.jit(build_model("decoder", dense_cfg).init)(
         jax.random.PRNGKey(0), np.zeros((1, 4), np.int32)))
     with pytest.raises(GrowthError, match="not a TokenFormer"):
         transform(dense, source_cfg=dense_cfg, target_cfg=big_cfg, target_init=big_init, **kwargs)
@@ -139,13 +147,14 @@ def test_init_from_checkpoint_round_trip_preserves_the_loss(tmp_path):
     """Train a small TokenFormer (checkpointed), grow it through `config.init_from` in the
     training loop: the validation loss before any step equals the small model's final one;
     training on keeps τ frozen at the old sqrt(n) in the new checkpoints."""
-    small_metrics = train_and_evaluate(_train_config(SMALL), tmp_path / "small")
+    one = jax.devices()[:1]  # the claim is about growth, not the mesh: one device compiles less
+    small_metrics = train_and_evaluate(_train_config(SMALL), tmp_path / "small", devices=one)
     grow_cfg = _train_config(BIG, num_steps=2, eval_every=2, checkpoint_every=2)
     grow_cfg.init_from.workdir = str(tmp_path / "small")
     grow_cfg.init_from.transform = "tokenformer_grow"
-    at_growth = train_and_evaluate(grow_cfg, tmp_path / "grown", stop_at_step=0)
+    at_growth = train_and_evaluate(grow_cfg, tmp_path / "grown", devices=one, stop_at_step=0)
     np.testing.assert_allclose(at_growth["loss"], small_metrics["loss"], atol=1e-6, rtol=0)
-    train_and_evaluate(grow_cfg, tmp_path / "grown")
+    train_and_evaluate(grow_cfg, tmp_path / "grown", devices=one)
     _, grown_vars, step = load_variables(str(tmp_path / "grown"))
     assert step == 2
     np.testing.assert_allclose(grown_vars["constants"]["layers"]["ffn"]["pattention"]["tau"],
