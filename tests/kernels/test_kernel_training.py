@@ -15,9 +15,14 @@ from jaxformers.models.decoder import Decoder
 from jaxformers.testing import tiny_model_config
 
 
-def _train(cfg, tokens, segment_ids, steps=3):
+def _init(cfg, tokens):
+    """One jitted init (eager, the layer scan and every initialiser compile one by one); the two
+    impls share it: `impl` changes no parameter."""
+    return jax.jit(Decoder(cfg).init)(jax.random.PRNGKey(0), tokens[:, :-1])["params"]
+
+
+def _train(cfg, params, tokens, segment_ids, steps=3):
     model = Decoder(cfg)
-    params = model.init(jax.random.PRNGKey(0), tokens[:, :-1])["params"]
     opt = optax.adamw(1e-2)
     opt_state = opt.init(params)
 
@@ -56,8 +61,9 @@ def test_pallas_training_matches_xla(mixer, options):
         # on this batch the first-step gradients agree to 4e-7 relative). After 3 Adam steps one
         # gate-bias entry, whose gradient is only 6e-8, differs by 3.4e-6, just over atol.
         segment_ids = None
-    params_xla, losses_xla = _train(cfg_xla, tokens, segment_ids)
-    params_pallas, losses_pallas = _train(cfg_pallas, tokens, segment_ids)
+    params = _init(cfg_xla, tokens)
+    params_xla, losses_xla = _train(cfg_xla, params, tokens, segment_ids)
+    params_pallas, losses_pallas = _train(cfg_pallas, params, tokens, segment_ids)
     np.testing.assert_allclose(losses_pallas, losses_xla, rtol=1e-5)
     assert losses_xla[-1] < losses_xla[0]
     for a, b in zip(jax.tree.leaves(params_pallas), jax.tree.leaves(params_xla)):
@@ -83,8 +89,9 @@ def test_pallas_kernels_run_per_shard_on_a_mesh_and_match_one_device(mixer, opti
         cfg.mesh.update(data=mesh[0], fsdp=mesh[1], tensor=mesh[2])
         exp = Experiment(cfg, devices=devices)
         state, batch = exp.fresh_state(), exp.global_batch(exp.example_batch)
-        jaxpr = str(jax.make_jaxpr(exp.train_step)(state, batch))
-        new_state, metrics = exp.train_step(state, batch)
+        traced = exp.train_step.trace(state, batch)  # one trace for the jaxpr and the run
+        new_state, metrics = traced.lower().compile()(state, batch)
+        jaxpr = str(traced.jaxpr)
         return jaxpr, float(metrics["loss"]), jax.device_get(new_state.params)
 
     sharded_jaxpr, sharded_loss, sharded_params = step((2, 2, 2), jax.devices())
