@@ -42,9 +42,10 @@ def test_outlier_free_decoder_is_causal():
     cfg = tiny_model_config(attention=OUTLIER_FREE, num_layers=1)
     tokens = jnp.array([[1, 2, 3, 4, 5, 6]], jnp.int32)
     model = Decoder(cfg)
-    variables = model.init(jax.random.PRNGKey(0), tokens)
-    base = model.apply(variables, tokens)
-    changed = model.apply(variables, tokens.at[0, 4].set(9))
+    variables = jax.jit(model.init)(jax.random.PRNGKey(0), tokens)
+    apply = jax.jit(model.apply)  # eager, the layer scan would compile at every call
+    base = apply(variables, tokens)
+    changed = apply(variables, tokens.at[0, 4].set(9))
     np.testing.assert_array_equal(base[:, :4], changed[:, :4])
     assert not np.allclose(base[:, 4:], changed[:, 4:])
 
