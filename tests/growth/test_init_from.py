@@ -16,7 +16,7 @@ from jaxformers.train.startup import initial_state
 def tiny_config(layers: int):
     c = base_config()
     c.model.update(dict(vocab_size=64, embed_dim=32, num_layers=layers, num_heads=2, max_len=16,
-                        mlp_dim=48))
+                        mlp_dim=48, layer_loop="scan"))  # scanned: the 8-layer init compiles one layer
     c.data = dict(name="synthetic", seq_len=16, vocab=32)
     c.batch_size = 8
     c.num_steps = 2
