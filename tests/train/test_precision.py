@@ -25,10 +25,12 @@ TOKENS = jnp.zeros((2, 16), jnp.int32)
 def runs():
     """Two steps of the tiny synthetic LM in float32 and in bf16 compute + bf16 gradients, from the
     same initial parameters on the same batches: (final state, per-step losses)."""
-    out = {}
+    out, start = {}, None
     for name, overrides in (("f32", {}), ("bf16", BF16)):
         exp = Experiment(tiny_train_config(**overrides), devices=ONE_DEVICE)
-        state, batches = exp.fresh_state(), exp.make_iterator("train")
+        if start is None:  # one init (the policy keeps float32 masters): bf16 starts from f32's
+            start = jax.device_get(exp.fresh_state())
+        state, batches = jax.device_put(start, exp.state_shardings), exp.make_iterator("train")
         losses = []
         for _ in range(2):
             state, metrics = exp.train_step(state, exp.global_batch(next(batches)))
