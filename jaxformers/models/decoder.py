@@ -63,10 +63,13 @@ class Block(nn.Module):
         return x.astype(cfg.activation_dtype), None
 
 
-def layer_stack(block, cfg: ModelConfig, name: str):
+def layer_stack(block, cfg: ModelConfig, name: str, initializing: bool = False):
     """cfg.num_layers copies of `block` with their parameters stacked on a leading "layers" axis
     (nn.scan), rematerialised if cfg.remat, unrolled if cfg.unroll_layers (model.layer_loop): the
-    same parameter tree either way, so checkpoints, growth and sharding rules do not depend on it."""
+    same parameter tree either way, so checkpoints, growth and sharding rules do not depend on it.
+    `initializing` (the caller's `self.is_initializing()`): model.init always scans, since
+    unrolling only speeds up the step and an unrolled init compiles every layer's initialisers
+    (8 layers: 3.7 s instead of ~0.5 s); the per-layer keys, so the parameters, are the same."""
     if cfg.remat:
         block = nn.remat(block, prevent_cse=False)
     return nn.scan(
@@ -75,7 +78,7 @@ def layer_stack(block, cfg: ModelConfig, name: str):
         split_rngs={"params": True, "dropout": True, "routing": True},
         in_axes=nn.broadcast,
         length=cfg.num_layers,
-        unroll=cfg.num_layers if cfg.unroll_layers else 1,
+        unroll=cfg.num_layers if cfg.unroll_layers and not initializing else 1,
         metadata_params={nn.PARTITION_NAME: "layers"},
     )(cfg, name=name)
 
@@ -97,7 +100,7 @@ class Decoder(nn.Module):
             dtype=cfg.activation_dtype,
             name="embed",
         )
-        self.layers = layer_stack(Block, cfg, "layers")
+        self.layers = layer_stack(Block, cfg, "layers", self.is_initializing())
         self.final_norm = make_norm(cfg, "final_norm")
         if not cfg.tie_embeddings:
             self.head = nn.DenseGeneral(

@@ -112,13 +112,13 @@ class EncoderDecoder(nn.Module):
                                                         ("vocab", "embed")),
             param_dtype=cfg.parameter_dtype, dtype=cfg.activation_dtype, name="embed",
         )
-        self.encoder = layer_stack(EncoderBlock, cfg, "encoder")
+        self.encoder = layer_stack(EncoderBlock, cfg, "encoder", self.is_initializing())
         self.encoder_norm = make_norm(cfg, "encoder_norm")
         self.query = self.param(  # the decoder's single learned query vector (PAST `wpe`)
             "query", nn.with_logical_partitioning(nn.initializers.normal(1.0), ("embed",)),
             (cfg.embed_dim,), cfg.parameter_dtype,
         )
-        self.decoder = layer_stack(DecoderBlock, cfg, "decoder")
+        self.decoder = layer_stack(DecoderBlock, cfg, "decoder", self.is_initializing())
         self.final_norm = make_norm(cfg, "final_norm")
         if not cfg.tie_embeddings:
             self.head = nn.DenseGeneral(

@@ -47,7 +47,7 @@ class ICLClassifier(nn.Module):
             name="label_embed",
             **dense,
         )
-        self.layers = layer_stack(Block, cfg, "layers")
+        self.layers = layer_stack(Block, cfg, "layers", self.is_initializing())
         self.final_norm = make_norm(cfg, "final_norm")
         self.read_out = nn.Dense(
             cfg.vocab_size,

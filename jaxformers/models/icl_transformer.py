@@ -35,7 +35,7 @@ class ICLTransformer(nn.Module):
         dense = dict(param_dtype=cfg.parameter_dtype, dtype=cfg.activation_dtype)
         self.read_in = nn.Dense(cfg.embed_dim, kernel_init=nn.with_logical_partitioning(
             nn.initializers.lecun_normal(), (None, "embed")), name="read_in", **dense)
-        self.layers = layer_stack(Block, cfg, "layers")
+        self.layers = layer_stack(Block, cfg, "layers", self.is_initializing())
         self.final_norm = make_norm(cfg, "final_norm")
         self.read_out = nn.Dense(1, kernel_init=nn.with_logical_partitioning(
             nn.initializers.normal(cfg.init_std), ("embed", None)), name="read_out", **dense)
