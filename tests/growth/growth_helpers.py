@@ -28,3 +28,12 @@ def init(model, cfg, seed=0, with_output=False):
     if with_output:
         return variables, tokens, modality_ids, logits
     return variables, tokens, modality_ids
+
+
+def init_shapes(model, cfg):
+    """The {params, constants} tree of `init` as ShapeDtypeStructs (jax.eval_shape: no compile),
+    for transforms that read only the target's tree, shapes and dtypes."""
+    tokens = jax.ShapeDtypeStruct((2, 8), jax.numpy.int32)
+    rngs = {n: jax.random.PRNGKey(i) for i, n in enumerate(("params", "routing", "dropout"))}
+    variables = nn.meta.unbox(jax.eval_shape(model.init, rngs, tokens, modality_ids=tokens))
+    return {k: v for k, v in variables.items() if k in depth.LAYER_COLLECTIONS}
