@@ -12,8 +12,8 @@ The next-token path has the baseline's depth: a trunk of 2 * layers_per_stack - 
 sequential modules) are extra blocks on the same trunk. The loss scores only targets in the path
 region (the maze dataset's weights, shifted per head). Evaluation (maze_navigation) decodes head 1
 greedily with the KV cache, exactly as for the next-token model.
-Not measured at a useful budget yet: docs/multi_token_prediction.md, result 3 (at 100 tiny steps the
-next-token baseline itself is at 3-7% held-out token accuracy, exact match 0).
+MTP not measured at a useful budget yet: docs/multi_token_prediction.md, result 3 (the next-token
+baseline, tiny, 1k mazes, seed 0, 1500 steps: held-out exact match 0.039, token accuracy 0.28).
 """
 
 import os
