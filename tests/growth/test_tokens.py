@@ -119,8 +119,9 @@ def test_growth_errors_are_clear(pair):
     kwargs = dict(rng=jax.random.PRNGKey(0))
     dense_cfg = model_config_from({k: v for k, v in BASE.items()
                                    if k not in ("projections", "feed_forward")})
-    dense = nn.meta.unbox(jax.jit(build_model("decoder", dense_cfg).init)(
-        jax.random.PRNGKey(0), np.zeros((1, 4), np.int32)))
+    # The error paths read trees and shapes only: jax.eval_shape, no init compile.
+    dense = nn.meta.unbox(jax.eval_shape(build_model("decoder", dense_cfg).init,
+                                         jax.random.PRNGKey(0), np.zeros((1, 4), np.int32)))
     with pytest.raises(GrowthError, match="not a TokenFormer"):
         transform(dense, source_cfg=dense_cfg, target_cfg=big_cfg, target_init=big_init, **kwargs)
     with pytest.raises(GrowthError, match="cannot shrink"):
@@ -129,7 +130,9 @@ def test_growth_errors_are_clear(pair):
         grow(pair, value_init="zeros")
     with pytest.raises(ValueError, match="unknown options"):
         grow(pair, zoom=4)
-    wide_cfg, _, wide_init, _ = build(BIG, embed_dim=64)
+    wide_cfg = model_config_from({**BASE, "embed_dim": 64, "pattention": BIG})
+    wide_init = nn.meta.unbox(jax.eval_shape(build_model("decoder", wide_cfg).init,
+                                             jax.random.PRNGKey(0), np.zeros((1, 4), np.int32)))
     with pytest.raises(GrowthError, match="embed"):
         transform(variables, source_cfg=cfg, target_cfg=wide_cfg, target_init=wide_init, **kwargs)
     with pytest.raises(GrowthError, match="no Pattention layer"):
