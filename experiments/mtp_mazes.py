@@ -81,8 +81,10 @@ def decode(workdir: str) -> dict:
     return result
 
 
-def run(num_train: int, seed: int, objective: str) -> dict:
+def run(num_train: int, seed: int, objective: str) -> dict | None:
+    """The run's result (trained now or read back), or None if it was stopped before its last step."""
     from jaxformers.train import train_and_evaluate
+    from jaxformers.train.checkpoint import latest_step
     from jaxformers.train.metrics import read_metrics
 
     workdir = os.path.join(FLAGS.root, f"n{num_train}_s{seed}_{objective}")
@@ -102,6 +104,9 @@ def run(num_train: int, seed: int, objective: str) -> dict:
     start = time.perf_counter()
     train_and_evaluate(config, workdir)
     wall = time.perf_counter() - start
+    if latest_step(workdir) != FLAGS.steps:  # stopped (SIGTERM): no result, so a rerun resumes it
+        print(f"{workdir}: stopped at step {latest_step(workdir)} of {FLAGS.steps}; rerun to resume")
+        return None
     valid = [r for r in read_metrics(workdir, "validation") if "nav_exact_match" in r]
     last = valid[-1]
     result = {
@@ -161,6 +166,8 @@ def main(argv):
             num_train, seed = map(int, item.split(":"))
             for objective in FLAGS.objectives:
                 r = run(num_train, seed, objective)
+                if r is None:  # stopped: what is left is rerun later
+                    return
                 print(f"{num_train} mazes seed {seed} {objective}: exact match {r['exact_match']:.3f} "
                       f"token acc {r['token_accuracy']:.3f} ({r['train_wall_s']:.0f} s)",
                       flush=True)  # fmt: skip
