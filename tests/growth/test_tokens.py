@@ -1,7 +1,5 @@
 """TokenFormer growth (Wang et al. 2025): zero keys + frozen τ preserve the model exactly."""
 
-import functools
-
 import flax.linen as nn
 import jax
 import numpy as np
@@ -11,6 +9,7 @@ import jaxformers.nn  # noqa: F401  (registers every block kind)
 from jaxformers.config import model_config_from
 from jaxformers.growth import tokens
 from jaxformers.growth.registry import GrowthError, get_transform
+from jaxformers.models.compiled import jitted_apply
 from jaxformers.models.registry import build_model
 from jaxformers.ops.pattention import value_init_std
 from jaxformers.testing import tiny_train_config
@@ -32,12 +31,6 @@ def build(size, **overrides):
     return cfg, model, variables, tokens_
 
 
-@functools.cache
-def _apply(model):
-    """model.apply jitted once per model (eager, its layer scan compiles again at every call)."""
-    return jax.jit(model.apply)
-
-
 @pytest.fixture(scope="module")
 def pair():
     return build(SMALL), build(BIG)
@@ -55,7 +48,7 @@ def test_grown_tokenformer_preserves_logits(pair):
     the new scores are exact zeros; only reassociation of longer sums can differ."""
     (_, model, variables, x), (_, big_model, _, _) = pair
     grown = grow(pair)
-    np.testing.assert_allclose(_apply(big_model)(grown, x), _apply(model)(variables, x),
+    np.testing.assert_allclose(jitted_apply(big_model)(grown, x), jitted_apply(model)(variables, x),
                                atol=1e-6, rtol=0)
 
 
@@ -63,8 +56,8 @@ def test_gelu_l2_norm_growth_also_preserves_logits():
     small, big = build(SMALL, pattention=dict(norm="gelu_l2_norm")), build(
         BIG, pattention=dict(norm="gelu_l2_norm"))
     grown = grow((small, big))
-    np.testing.assert_allclose(_apply(big[1])(grown, small[3]), _apply(small[1])(small[2], small[3]),
-                               atol=1e-6, rtol=0)
+    want = jitted_apply(small[1])(small[2], small[3])
+    np.testing.assert_allclose(jitted_apply(big[1])(grown, small[3]), want, atol=1e-6, rtol=0)
 
 
 def test_recomputed_tau_changes_the_function(pair):
@@ -72,14 +65,14 @@ def test_recomputed_tau_changes_the_function(pair):
     (_, model, variables, x), (_, big_model, _, _) = pair
     grown = grow(pair, tau="recompute")
     np.testing.assert_allclose(grown["constants"]["layers"]["mixer"]["query"]["tau"], [32**0.5] * 2)
-    diff = np.abs(_apply(big_model)(grown, x) - _apply(model)(variables, x)).max()
+    diff = np.abs(jitted_apply(big_model)(grown, x) - jitted_apply(model)(variables, x)).max()
     assert diff > 1e-3
 
 
 def test_released_code_growth_random_keys_changes_the_function(pair):
     (_, model, variables, x), (_, big_model, _, _) = pair
     grown = grow(pair, key_init="normal", tau="recompute")
-    assert np.abs(_apply(big_model)(grown, x) - _apply(model)(variables, x)).max() > 1e-3
+    assert np.abs(jitted_apply(big_model)(grown, x) - jitted_apply(model)(variables, x)).max() > 1e-3
 
 
 def test_growth_appends_tokens_and_keeps_old_ones(pair):

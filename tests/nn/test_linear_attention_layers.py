@@ -9,6 +9,7 @@ import pytest
 
 from jaxformers.config import ConfigError, model_config_from
 from jaxformers.models import sampling
+from jaxformers.models.compiled import jitted_apply
 from jaxformers.models.decoder import Decoder
 
 
@@ -24,10 +25,9 @@ def _model(mixer):
     return model, jax.jit(model.init)(jax.random.PRNGKey(1), tokens), tokens
 
 
-@functools.cache
 def _apply(mixer):
     """The mixer's model.apply, jitted once (an eager apply compiles its layer scan every call)."""
-    return jax.jit(_model(mixer)[0].apply)
+    return jitted_apply(_model(mixer)[0])
 
 
 @pytest.mark.parametrize("mixer", ["gla", "linear_attention"])

@@ -6,7 +6,6 @@ zero gradients is taken, in which only weight decay moves a parameter: every mat
 exactly (1 - lr * wd) and every norm scale, bias and learned vector must stay bit-identical.
 """
 
-import importlib.util
 import os
 
 import flax.linen as nn
@@ -15,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxformers.configs_loader import load_config
 from jaxformers.data.registry import get_dataset_builder
 from jaxformers.models.registry import build_model
 from jaxformers.train.experiment import init_variables
@@ -44,10 +44,7 @@ FAMILIES = (
 def _boxed_variables(name):
     name, _, preset = name.partition(":")
     path = os.path.join(CONFIG_DIR, f"{name}.py")
-    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config(preset or None)
+    config = load_config(path, preset or None)
     if "num_train" in config.data:  # mazes: a few are enough to build the model
         config.data.update(num_train=16, num_validation=16)
     model = build_model(config.model_family, model_config_from(config.model))
