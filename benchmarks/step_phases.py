@@ -57,7 +57,7 @@ def jax_phases(d):
     state = [exp.fresh_state()]
     batch = exp.global_batch(next(exp.make_iterator("train")))
 
-    def loss(params):
+    def loss(params, batch):  # batch an argument: closed over, XLA would constant-fold its masks
         return exp.objective(
             exp.model, {"params": params}, batch, rng=jax.random.PRNGKey(0), step=jnp.int32(0), train=True
         )[0]
@@ -70,8 +70,8 @@ def jax_phases(d):
         jax.block_until_ready((state[0], metrics))
 
     return {
-        "forward": lambda: jax.block_until_ready(forward(state[0].params)),
-        "forward_backward": lambda: jax.block_until_ready(forward_backward(state[0].params)),
+        "forward": lambda: jax.block_until_ready(forward(state[0].params, batch)),
+        "forward_backward": lambda: jax.block_until_ready(forward_backward(state[0].params, batch)),
         "step": step,
     }, config
 

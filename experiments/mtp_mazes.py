@@ -15,9 +15,11 @@ seq2 = configs/mtp_maze.py n=3,kind=sequential (DeepSeek-V3 depth D = 2), mlmu =
 configs/maze_mlmu.py. Each --grid item N:seed trains every objective on the first N training
 mazes with config.seed = seed, in --root/n{N}_s{seed}_{objective} (reused if finished); each run
 writes result.json there, so several processes can run disjoint grid items; --table_only gathers
-them. maze_navigation is evaluated every --eval_every steps and at the end (--eval_mazes held-out
-mazes). Decoding (mtp2, mtp4): the maze+prompt prefix of --num_prompts held-out mazes after the
-evaluated ones, --new_tokens greedy tokens (prefix + new + n - 1 <= max_len 112), batch 1.
+them with the runs of the same length already in experiments/results/mtp_mazes.json (each run is
+recorded there when it finishes). maze_navigation is evaluated every --eval_every steps and at the
+end (--eval_mazes held-out mazes). Decoding (mtp2, mtp4): the maze+prompt prefix of --num_prompts
+held-out mazes after the evaluated ones, --new_tokens greedy tokens (prefix + new + n - 1 <= max_len
+112), batch 1.
 """
 
 import json
@@ -122,6 +124,7 @@ def run(num_train: int, seed: int, objective: str) -> dict | None:
     }  # fmt: skip
     with open(out, "w") as f:
         json.dump(result, f, indent=1)
+    _results.save_variant(NAME, os.path.basename(workdir), result)  # kept if root is lost
     return result
 
 
@@ -172,15 +175,16 @@ def main(argv):
                       f"token acc {r['token_accuracy']:.3f} ({r['train_wall_s']:.0f} s)",
                       flush=True)  # fmt: skip
         return
-    results = {}
-    for name in sorted(os.listdir(FLAGS.root)):
+    # the recorded runs of this length, then root's (newer) ones
+    results = {k: r for k, r in _results.load(NAME).items() if r["steps"] == FLAGS.steps}
+    for name in sorted(os.listdir(FLAGS.root)) if os.path.isdir(FLAGS.root) else []:
         path = os.path.join(FLAGS.root, name, "result.json")
         if os.path.exists(path):
             with open(path) as f:
                 results[name] = json.load(f)
-    for name, r in results.items():
+    for name, r in sorted(results.items()):
         _results.save_variant(NAME, name, r)
-    text = table(results)
+    text = table(dict(sorted(results.items())))
     print(text)
     write_docs(text)
 

@@ -5,6 +5,8 @@ This is the oracle for `nn.attention` and `kernels.flash_attention`. Layout: [ba
 head_dim]. Scores and softmax run in float32 whatever the input dtype.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -95,9 +97,6 @@ def dot_product_attention(
     q_BKMD = q.reshape(batch, q_len, num_kv_heads, group, head_dim).transpose(0, 2, 3, 1, 4)
     q_BKMD = q_BKMD.reshape(batch, num_kv_heads, group * q_len, head_dim)
     k_BKSD, v_BKSD = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
-    stats_dtype = jnp.promote_types(q.dtype, jnp.float32)  # float32, or float64 in x64 tests
-    scores = jnp.einsum("bkmd,bksd->bkms", q_BKMD, k_BKSD, preferred_element_type=stats_dtype)
-    scores = scores.astype(stats_dtype).reshape(batch, num_kv_heads, group, q_len, kv_len) * scale
     full_mask = attention_mask(
         q_len,
         kv_len,
@@ -107,15 +106,78 @@ def dot_product_attention(
     )
     if mask is not None:
         full_mask = mask if full_mask is None else full_mask & mask
-    if full_mask is not None:
-        scores = jnp.where(full_mask[:, :, None], scores, _MASK_VALUE)
-    probs = clipped_softmax(scores, gamma=gamma, zeta=zeta, axis=-1)
-    if full_mask is not None:
-        probs = jnp.where(full_mask[:, :, None], probs, 0.0)
-    probs = probs.reshape(batch, num_kv_heads, group * q_len, kv_len).astype(v.dtype)
-    out = jnp.einsum("bkms,bksd->bkmd", probs, v_BKSD)
+    if full_mask is None:
+        full_mask = jnp.ones((1, 1, q_len, kv_len), bool)
+    if gamma == 0 and zeta == 1:
+        out = _softmax_attention(q_BKMD, k_BKSD, v_BKSD, full_mask, scale)
+    else:
+        out = _clipped_softmax_attention(q_BKMD, k_BKSD, v_BKSD, full_mask, scale, gamma, zeta)
     out = out.reshape(batch, num_kv_heads, group, q_len, head_dim).transpose(0, 3, 1, 2, 4)
     return out.reshape(batch, q_len, num_heads, head_dim).astype(q.dtype)
+
+
+def _scores(q_BKMD, k_BKSD, mask, scale):
+    """Masked scores [B, K, G, Tq, Tk] in float32 (float64 in x64 tests)."""
+    batch, num_kv_heads, rows, _ = q_BKMD.shape
+    q_len, kv_len = mask.shape[2], k_BKSD.shape[2]
+    stats_dtype = jnp.promote_types(q_BKMD.dtype, jnp.float32)
+    scores = jnp.einsum("bkmd,bksd->bkms", q_BKMD, k_BKSD, preferred_element_type=stats_dtype)
+    scores = scores.astype(stats_dtype).reshape(batch, num_kv_heads, rows // q_len, q_len, kv_len)
+    return jnp.where(mask[:, :, None], scores * scale, _MASK_VALUE)
+
+
+def _softmax_forward(q_BKMD, k_BKSD, v_BKSD, mask, scale):
+    """Returns the output [B, K, G*Tq, D] and the residuals of the backward: the unnormalised
+    probabilities exp(s - max) [B, K, G*Tq, Tk] and 1 / (their row sums) [B, K, G*Tq, 1].
+    Normalising the [Tq, D] output instead of the [Tq, Tk] probabilities saves one pass over the
+    square (as FlashAttention does, Dao et al. 2022, arXiv 2205.14135, Algorithm 1)."""
+    scores = _scores(q_BKMD, k_BKSD, mask, scale)
+    unnormalised = jnp.where(mask[:, :, None], jnp.exp(scores - jnp.max(scores, -1, keepdims=True)), 0)
+    row_sum = jnp.sum(unnormalised, axis=-1, keepdims=True)
+    inv_sum = 1 / jnp.where(row_sum == 0, 1, row_sum)  # a fully masked row outputs 0
+    unnormalised = unnormalised.reshape(q_BKMD.shape[:3] + (-1,))
+    inv_sum = inv_sum.reshape(q_BKMD.shape[:3] + (1,))
+    out = jnp.einsum("bkms,bksd->bkmd", unnormalised.astype(v_BKSD.dtype), v_BKSD,
+                     preferred_element_type=inv_sum.dtype) * inv_sum  # fmt: skip
+    return out.astype(q_BKMD.dtype), (unnormalised, inv_sum)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _softmax_attention(q_BKMD, k_BKSD, v_BKSD, mask, scale):
+    """softmax(q k^T * scale, masked) v on head-major operands, with a hand-written backward:
+    dS = P * (dP - rowsum(dO * O)) (FlashAttention's D_i = rowsum(dO_i * O_i), Dao et al. 2022,
+    eq. 4 of Appendix B.2) needs no select over the mask (masked P are 0) and no [Tq, Tk] row
+    sum, where autodiff of the masked softmax makes several extra passes over the square."""
+    return _softmax_forward(q_BKMD, k_BKSD, v_BKSD, mask, scale)[0]
+
+
+def _softmax_attention_fwd(q_BKMD, k_BKSD, v_BKSD, mask, scale):
+    out, (unnormalised, inv_sum) = _softmax_forward(q_BKMD, k_BKSD, v_BKSD, mask, scale)
+    return out, (q_BKMD, k_BKSD, v_BKSD, mask, out, unnormalised, inv_sum)
+
+
+def _softmax_attention_bwd(scale, residuals, d_out):
+    q_BKMD, k_BKSD, v_BKSD, mask, out, unnormalised, inv_sum = residuals
+    stats_dtype = inv_sum.dtype
+    d_out_stats = d_out.astype(stats_dtype)
+    delta = jnp.sum(d_out_stats * out.astype(stats_dtype), axis=-1, keepdims=True)
+    operand = v_BKSD.dtype
+    d_v = jnp.einsum("bkms,bkmd->bksd", unnormalised.astype(operand), (d_out_stats * inv_sum).astype(operand))
+    d_probs = jnp.einsum("bkmd,bksd->bkms", d_out, v_BKSD, preferred_element_type=stats_dtype)
+    d_scores = (unnormalised * inv_sum * (d_probs - delta) * scale).astype(q_BKMD.dtype)
+    d_q = jnp.einsum("bkms,bksd->bkmd", d_scores, k_BKSD)
+    d_k = jnp.einsum("bkms,bkmd->bksd", d_scores, q_BKMD)
+    return d_q, d_k.astype(k_BKSD.dtype), d_v.astype(v_BKSD.dtype), None
+
+
+_softmax_attention.defvjp(_softmax_attention_fwd, _softmax_attention_bwd)
+
+
+def _clipped_softmax_attention(q_BKMD, k_BKSD, v_BKSD, mask, scale, gamma, zeta):
+    """The clipped softmax (autodiff backward); masked and fully masked rows' weights are 0."""
+    probs = clipped_softmax(_scores(q_BKMD, k_BKSD, mask, scale), gamma=gamma, zeta=zeta, axis=-1)
+    probs = jnp.where(mask[:, :, None], probs, 0.0).reshape(q_BKMD.shape[:3] + (-1,))
+    return jnp.einsum("bkms,bksd->bkmd", probs.astype(v_BKSD.dtype), v_BKSD).astype(q_BKMD.dtype)
 
 
 def causal_block_attention(
@@ -134,17 +196,16 @@ def causal_block_attention(
     Query block i (rows [i*b, (i+1)*b)) attends only to keys [0, (i+1)*b): with n = T/b blocks
     the scores, softmax and their residuals cover (n+1)/2n of the T x T square instead of all of
     it (the block skipping of FlashAttention, Dao et al. 2022, arXiv 2205.14135 §3.1, here as
-    n static slices for XLA, not a kernel). Each block is rematerialised in the backward pass, so
-    no [B, H, b, T] float32 probabilities are kept between the passes. Equal to
-    `dot_product_attention(causal=True)`; T must be a multiple of block_size (else it falls back
-    to the full square).
+    n static slices for XLA, not a kernel). With plain softmax each block's backward keeps only its
+    unnormalised probabilities (`_softmax_attention`); the clipped softmax rematerialises each
+    block instead. Equal to `dot_product_attention(causal=True)`; T must be a multiple of
+    block_size (else it falls back to the full square).
     """
     length = q.shape[1]
     if length % block_size or length <= block_size:
         return dot_product_attention(q, k, v, causal=True, segment_ids=segment_ids, scale=scale,
                                      gamma=gamma, zeta=zeta)
 
-    @jax.checkpoint
     def block(q_block, k_prefix, v_prefix, q_segments, kv_segments, offset):
         q_len, kv_len = q_block.shape[1], k_prefix.shape[1]
         mask = attention_mask(q_len, kv_len, causal=True, q_positions=offset + jnp.arange(q_len)[None],
@@ -154,6 +215,8 @@ def causal_block_attention(
             segment_ids=q_segments, kv_segment_ids=kv_segments, scale=scale, gamma=gamma, zeta=zeta,
         )
 
+    if (gamma, zeta) != (0.0, 1.0):
+        block = jax.checkpoint(block)
     outputs = []
     for start in range(0, length, block_size):  # n static blocks, not a loop over tokens
         stop = start + block_size
