@@ -89,7 +89,7 @@ def dot_product_attention(
         raise ValueError(f"k {k.shape} / v {v.shape} do not match q {q.shape} on batch or head_dim")
     if num_heads % num_kv_heads:
         raise ValueError(f"num_heads={num_heads} is not a multiple of num_kv_heads={num_kv_heads}")
-    scale = head_dim**-0.5 if scale is None else scale
+    scale = head_dim**-0.5 if scale is None else float(scale)  # static: the backward is hand-written
     group = num_heads // num_kv_heads
     # Head-major operands, with a KV head's G query heads folded into the rows: both products are
     # then plain batched matmuls [B, K] x ([G*Tq, D] @ [D, Tk]), which XLA:CPU runs about 1.5x faster
