@@ -2,7 +2,9 @@
 and the clipped softmax of Bondarenko et al. 2023 (arXiv 2306.12929, eq. 4.1).
 
 This is the oracle for `nn.attention` and `kernels.flash_attention`. Layout: [batch, time, heads,
-head_dim]. Scores and softmax run in float32 whatever the input dtype.
+head_dim]. Scores and softmax run in float32 whatever the input dtype. Plain softmax attention has a
+hand-written backward (FlashAttention's, Dao et al. 2022, arXiv 2205.14135), so it supports reverse-mode
+autodiff (grad, vjp, remat) but not forward mode (jvp).
 """
 
 import functools
