@@ -182,8 +182,7 @@ def main(argv):
         if os.path.exists(path):
             with open(path) as f:
                 results[name] = json.load(f)
-    for name, r in sorted(results.items()):
-        _results.save_variant(NAME, name, r)
+            _results.save_variant(NAME, name, results[name])  # runs finished before they were recorded
     text = table(dict(sorted(results.items())))
     print(text)
     write_docs(text)

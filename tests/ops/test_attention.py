@@ -18,14 +18,18 @@ def _qkv(key, b=2, t=6, h=4, kvh=2, d=8, dtype=jnp.float32):
     return q, k, v
 
 
-def _naive(q, k, v, causal):
+def _naive(q, k, v, causal, allowed=None):
+    """allowed: an optional boolean [B, 1, T, S] mask; its fully masked rows give 0."""
     group = q.shape[2] // k.shape[2]
     k, v = jnp.repeat(k, group, axis=2), jnp.repeat(v, group, axis=2)
     s = jnp.einsum("bthd,bshd->bhts", q, k) / np.sqrt(q.shape[-1])
     if causal:
         t = q.shape[1]
         s = jnp.where(jnp.tril(jnp.ones((t, t), bool)), s, -jnp.inf)
-    return jnp.einsum("bhts,bshd->bthd", jax.nn.softmax(s, -1), v)
+    if allowed is None:
+        return jnp.einsum("bhts,bshd->bthd", jax.nn.softmax(s, -1), v)
+    p = jnp.where(allowed, jax.nn.softmax(jnp.where(allowed, s, -1e30), -1), 0.0)
+    return jnp.einsum("bhts,bshd->bthd", p, v)
 
 
 @pytest.mark.parametrize("causal", [True, False])
@@ -84,23 +88,18 @@ def test_mismatched_heads_raise():
 def test_hand_written_backward_equals_autodiff_with_masks_in_float64():
     """The custom VJP (dS = P * (dP - rowsum(dO * O))) against autodiff of a naive masked softmax:
     GQA, packed segments, an extra mask that leaves one query row fully masked (output 0, zero
-    gradients), and a bfloat16-free float64 path so the tolerance is tight."""
+    gradients), in float64 so the tolerance is tight."""
     with jax.enable_x64(True):
         q, k, v = _qkv(jax.random.PRNGKey(7), b=2, t=6, h=4, kvh=2, d=4, dtype=jnp.float64)
         seg = jnp.array([[0, 0, 0, 1, 1, 1], [0, 0, 0, 0, 1, 1]])
         extra = jnp.ones((2, 1, 6, 6), bool).at[0, 0, 2].set(False)  # batch 0, query 2: nothing
-
-        def naive(q, k, v):
-            group = q.shape[2] // k.shape[2]
-            kk, vv = jnp.repeat(k, group, axis=2), jnp.repeat(v, group, axis=2)
-            allowed = jnp.tril(jnp.ones((6, 6), bool)) & (seg[:, :, None] == seg[:, None, :])
-            allowed = allowed[:, None] & extra
-            s = jnp.einsum("bthd,bshd->bhts", q, kk) / np.sqrt(q.shape[-1])
-            p = jnp.where(allowed, jax.nn.softmax(jnp.where(allowed, s, -1e30), -1), 0.0)
-            return jnp.einsum("bhts,bshd->bthd", p, vv)
+        allowed = (seg[:, :, None] == seg[:, None, :])[:, None] & extra  # causal: in _naive
 
         def ours(q, k, v):
             return dot_product_attention(q, k, v, causal=True, segment_ids=seg, mask=extra)
+
+        def naive(q, k, v):
+            return _naive(q, k, v, causal=True, allowed=allowed)
 
         cotangent = jax.random.normal(jax.random.PRNGKey(8), q.shape, jnp.float64)
         out, vjp = jax.vjp(ours, q, k, v)
