@@ -100,7 +100,7 @@ def run(num_train: int, seed: int, objective: str) -> dict | None:
     config.seed = seed
     config.learning_rate = FLAGS.learning_rate
     config.eval_every = FLAGS.eval_every
-    config.checkpoint_every = FLAGS.steps
+    config.checkpoint_every = FLAGS.eval_every or FLAGS.steps  # a killed run resumes from here
     config.keep_checkpoints = 1
     config.progress_bar = False
     start = time.perf_counter()
