@@ -2,10 +2,28 @@
 
 import json
 import os
+import sys
 import time
 
 import jax
 import numpy as np
+
+
+def _summary_writer_class():
+    """tensorboardX.SummaryWriter, imported without torch: tensorboardX's writer module imports
+    torch whenever it is installed (1.5 s at every launch here) only to accept torch tensors, and
+    this writer logs Python floats. A None entry in sys.modules makes that `import torch` fail
+    cleanly; torch imports normally afterwards."""
+    if "torch" in sys.modules or "tensorboardX.writer" in sys.modules:
+        from tensorboardX import SummaryWriter
+
+        return SummaryWriter
+    sys.modules["torch"] = None
+    try:
+        from tensorboardX import SummaryWriter
+    finally:
+        del sys.modules["torch"]
+    return SummaryWriter
 
 
 class MetricsWriter:
@@ -17,9 +35,7 @@ class MetricsWriter:
         if not self.enabled:
             return
         os.makedirs(workdir, exist_ok=True)
-        from tensorboardX import SummaryWriter
-
-        self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+        self.tb = _summary_writer_class()(os.path.join(workdir, "tensorboard"))
         if progress_bar:
             from tqdm.auto import tqdm
 
