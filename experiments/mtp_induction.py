@@ -133,6 +133,7 @@ def main(argv):
             arg = f"n={n},steps={FLAGS.steps},seed={seed},kind={FLAGS.kind}"
             config = _results.config("mtp_induction", arg)
             config.eval_every = FLAGS.eval_every
+            config.checkpoint_every = max(FLAGS.steps // 4, FLAGS.eval_every)  # a killed run resumes
             config.progress_bar = False
             kind = "" if FLAGS.kind == "parallel" else f"{FLAGS.kind}_"
             workdir = os.path.join(FLAGS.root, f"{kind}s{seed}_n{n}_{FLAGS.steps}")
