@@ -25,7 +25,8 @@ from absl import app, flags
 NAME = "icl_functions"
 
 flags.DEFINE_string("preset", "linear", "configs/icl_functions.py preset.")
-flags.DEFINE_list("mixers", ["attention"], "model.token_mixer values, trained at equal size and steps.")
+flags.DEFINE_list("mixers", ["attention"], "model.token_mixer values, trained at equal size and "
+                  "steps; gla:<feature map> sets model.gla.feature_map.")
 flags.DEFINE_integer("steps", 3000, "Training steps per mixer.")
 flags.DEFINE_integer("curriculum", 0, "Grow the curriculum every this many steps (0: off).")
 flags.DEFINE_float("learning_rate", 1e-3, "Peak Adam learning rate (warm-up, cosine to 10%).")
@@ -74,8 +75,13 @@ def main(argv):
     from jaxformers.train.metrics import read_metrics
 
     keys = []
-    for mixer in FLAGS.mixers:
-        arg = f"{FLAGS.preset},steps={FLAGS.steps},mixer={mixer},curriculum={FLAGS.curriculum}"
+    for spec in FLAGS.mixers:
+        # "gla:elu_plus_one" = GLA with that feature map on q and k (model.gla.feature_map)
+        token_mixer, _, feature_map = spec.partition(":")
+        mixer = spec.replace(":", "_")
+        arg = f"{FLAGS.preset},steps={FLAGS.steps},mixer={token_mixer},curriculum={FLAGS.curriculum}"
+        if feature_map:
+            arg += f",gla_feature_map={feature_map}"
         config = _results.config("icl_functions", arg)
         config.eval_every = FLAGS.steps
         config.learning_rate = FLAGS.learning_rate
@@ -110,7 +116,8 @@ def main(argv):
             | extra,
         )
         print(mixer, "model/ols per n:", ratio)
-    figure = f"{NAME}_{FLAGS.preset}_{'-'.join(FLAGS.mixers)}_{FLAGS.steps}{suffix}"
+    labels = "-".join(m.replace(":", "_") for m in FLAGS.mixers)
+    figure = f"{NAME}_{FLAGS.preset}_{labels}_{FLAGS.steps}{suffix}"
     print("figure:", plot(results, keys, figure))
 
 

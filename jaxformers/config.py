@@ -88,6 +88,9 @@ class GLAOptions:
     impl: Literal["xla", "pallas", "auto"] = "xla"
     value_dim_ratio: float = 1.0  # d_v = ratio * d (fla expand_v)
     norm_eps: float = 1e-5  # per-head RMSNorm before the swish output gate (fla FusedRMSNormGated)
+    # phi applied to q and k before the recurrence (fla GatedLinearAttention's `feature_map`; the
+    # paper uses none). Positive maps ("elu_plus_one", "relu") make every score q.k >= 0.
+    feature_map: str = "identity"
 
     def dims(self, embed_dim: int) -> tuple[int, int]:
         """(key_dim, value_dim) summed over heads."""
@@ -103,6 +106,9 @@ class GLAOptions:
                  f"model.num_heads={model.num_heads}")
         need(self.gate_low_rank_dim > 0 and self.gate_logit_normalizer > 0,
              "model.gla.gate_low_rank_dim and gate_logit_normalizer must be > 0")
+        maps = sorted(linear_attention_ops.FEATURE_MAPS)
+        need(self.feature_map in maps,
+             f"model.gla.feature_map={self.feature_map!r}; expected one of {maps}")
         _check_chunk("gla", self.chunk_size)
 
 

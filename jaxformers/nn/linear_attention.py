@@ -3,7 +3,8 @@
 "gla": the GLA layer in its current fla form (fla/layers/gla.py, Yang et al. 2024 §4.4):
     q = x W_q, k = x W_k (d -> key_dim_ratio*d), v = x W_v (d -> value_dim_ratio*d)
     g = logsigmoid(x W_1 W_2 + b) / gate_logit_normalizer     (low-rank gate, rank 16, §4.1)
-    o = GLA(q, k, v, g) per head, scale = dk_head^-1/2
+    o = GLA(phi(q), phi(k), v, g) per head, scale = dk_head^-1/2, phi = model.gla.feature_map
+        (identity by default, as in the paper)
     y = (RMSNorm_head(o) * w ⊙ swish(x W_r)) W_o              (fla FusedRMSNormGated)
   Variant chosen: fla's (RMSNorm per head with a learned weight shared by the heads, no bias on
   the output gate), not the original module's affine-free LayerNorm + biased gate, so that
@@ -87,6 +88,7 @@ class GatedLinearAttention(nn.Module):
         gate_logits = gate_logits.astype(jnp.float32) + bias.astype(jnp.float32)
         log_alpha = jax.nn.log_sigmoid(gate_logits) / opt.gate_logit_normalizer
         q, k, v, log_alpha = (_heads(a, h) for a in (q, k, v, log_alpha))
+        q, k = (cla_ops.apply_feature_map(a, opt.feature_map) for a in (q, k))
 
         def run(initial_state):
             if initial_state is None and opt.impl != "xla":

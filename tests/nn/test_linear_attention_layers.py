@@ -14,26 +14,28 @@ from jaxformers.models.decoder import Decoder
 
 
 @functools.cache
-def _model(mixer):
+def _model(mixer, gla_feature_map="identity"):
     """(model, variables, tokens), initialised once per mixer for the tests of this file."""
     cfg = model_config_from(
         dict(vocab_size=32, embed_dim=32, num_layers=2, num_heads=2, max_len=24,
-             token_mixer=mixer, gla=dict(chunk_size=8), linear_attention=dict(chunk_size=8))
+             token_mixer=mixer, gla=dict(chunk_size=8, feature_map=gla_feature_map),
+             linear_attention=dict(chunk_size=8))
     )
     model = Decoder(cfg)
     tokens = jax.random.randint(jax.random.PRNGKey(0), (2, 20), 0, 32)
     return model, jax.jit(model.init)(jax.random.PRNGKey(1), tokens), tokens
 
 
-def _apply(mixer):
+def _apply(mixer, gla_feature_map="identity"):
     """The mixer's model.apply, jitted once (an eager apply compiles its layer scan every call)."""
-    return jitted_apply(_model(mixer)[0])
+    return jitted_apply(_model(mixer, gla_feature_map)[0])
 
 
-@pytest.mark.parametrize("mixer", ["gla", "linear_attention"])
-def test_decoding_with_recurrent_state_equals_chunked_forward(mixer):
-    model, variables, tokens = _model(mixer)
-    full = _apply(mixer)(variables, tokens)
+@pytest.mark.parametrize("mixer,gla_feature_map", [("gla", "identity"), ("gla", "elu_plus_one"),
+                                                   ("linear_attention", "identity")])
+def test_decoding_with_recurrent_state_equals_chunked_forward(mixer, gla_feature_map):
+    model, variables, tokens = _model(mixer, gla_feature_map)
+    full = _apply(mixer, gla_feature_map)(variables, tokens)
     decode = jax.jit(lambda v, tok, pos: model.apply(v, tok, positions=pos, decode=True,
                                                      mutable=["cache"]))
     cache = sampling.init_cache(model, 2)
@@ -56,6 +58,17 @@ def test_mixer_is_causal(mixer):
     np.testing.assert_array_equal(apply(variables, tokens)[:, :6], apply(variables, changed)[:, :6])
 
 
+def test_gla_feature_map_changes_the_scores_not_the_parameters():
+    _, plain, tokens = _model("gla")
+    _, mapped, _ = _model("gla", "elu_plus_one")
+    same_shapes = jax.tree.map(lambda a, b: a.shape == b.shape, plain, mapped)
+    assert all(jax.tree.leaves(same_shapes))
+    # the same weights (same init key), positive scores: a different function
+    out_plain = _apply("gla")(plain, tokens)
+    out_mapped = _apply("gla", "elu_plus_one")(plain, tokens)
+    assert float(jnp.abs(out_plain - out_mapped).max()) > 1e-3
+
+
 def test_gla_layer_parameter_budget_is_about_4d2():
     model, variables, _ = _model("gla")
     mixer = jax.tree.leaves(variables["params"]["layers"]["mixer"])
@@ -70,6 +83,8 @@ def test_bad_config_names_the_field():
         model_config_from(dict(embed_dim=32, num_heads=3, head_dim=8, token_mixer="gla"))
     with pytest.raises(ConfigError, match="model.gla.chunk_size"):
         model_config_from(dict(token_mixer="gla", gla=dict(chunk_size=48)))
+    with pytest.raises(ConfigError, match="model.gla.feature_map"):
+        model_config_from(dict(token_mixer="gla", gla=dict(feature_map="tanh")))
     with pytest.raises(ConfigError, match="model.linear_attention.feature_map"):
         model_config_from(dict(token_mixer="linear_attention",
                                linear_attention=dict(feature_map="tanh")))
