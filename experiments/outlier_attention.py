@@ -27,6 +27,7 @@ flags.DEFINE_integer("dim", 64, "Model width (configs/outliers.py dim=).")
 flags.DEFINE_integer("layers", 2, "Number of layers (configs/outliers.py layers=).")
 flags.DEFINE_float("weight_decay", 0.1, "AdamW weight decay (configs/outliers.py weight_decay=).")
 flags.DEFINE_float("learning_rate", 3e-3, "Peak AdamW learning rate (configs/outliers.py lr=).")
+flags.DEFINE_integer("seed", 0, "config.seed (initialisation and batch order); > 0 adds _s<seed> to names.")
 flags.DEFINE_integer("evals", 4, "Evaluations (points on the kurtosis curve) per run.")
 flags.DEFINE_list("variants", ["vanilla", "gated", "clipped"], "configs/outliers.py variants.")
 flags.DEFINE_bool("quantize", False, "Also quantize each checkpoint (qwix; FP32, W8A8, W4/W3 RTN, GPTQ).")
@@ -39,9 +40,10 @@ FLAGS = flags.FLAGS
 def run_name() -> str:
     """'400steps' at the default size (the earlier runs' names), else '2000steps_d128_L4_wd0.1'."""
     lr = "" if FLAGS.learning_rate == 3e-3 else f"_lr{FLAGS.learning_rate:g}"
-    if (FLAGS.dim, FLAGS.layers, FLAGS.weight_decay, lr) == (64, 2, 0.1, ""):
+    seed = f"_s{FLAGS.seed}" if FLAGS.seed else ""
+    if (FLAGS.dim, FLAGS.layers, FLAGS.weight_decay, lr, seed) == (64, 2, 0.1, "", ""):
         return f"{FLAGS.steps}steps"
-    return f"{FLAGS.steps}steps_d{FLAGS.dim}_L{FLAGS.layers}_wd{FLAGS.weight_decay:g}{lr}"
+    return f"{FLAGS.steps}steps_d{FLAGS.dim}_L{FLAGS.layers}_wd{FLAGS.weight_decay:g}{lr}{seed}"
 
 
 def plot(results: dict):
@@ -100,6 +102,7 @@ def main(argv):
             f"variant={variant},steps={FLAGS.steps},dim={FLAGS.dim},layers={FLAGS.layers},"
             f"weight_decay={FLAGS.weight_decay},evals={FLAGS.evals},lr={FLAGS.learning_rate}"
         )
+        config.seed = FLAGS.seed
         workdir = os.path.join(FLAGS.root, f"{variant}_{run_name().replace('steps', '', 1)}")
         valid = read_metrics(workdir, "validation") if os.path.exists(workdir) else []
         if FLAGS.record_only and not valid:
@@ -122,6 +125,7 @@ def main(argv):
             "layers": FLAGS.layers,
             "weight_decay": FLAGS.weight_decay,
             "learning_rate": FLAGS.learning_rate,
+            "seed": FLAGS.seed,
         }
         results = _results.save_variant(NAME, f"{variant}_{run_name()}", result)
         last = valid[-1]
