@@ -10,7 +10,8 @@ Plain autodiff emits (2) as `dot_general(x, g, contracting=((0,), (0,)))`. XLA:C
 form to a slow dot path and makes the producers of X and G write transposed copies of them.
 `matmul` computes the same product but its custom VJP materialises Xᵀ once, behind an
 `optimization_barrier` so XLA cannot fold the transpose back into the dot, and then computes (2)
-as the row-major product `Xᵀ @ G`; (1) stays `G @ Wᵀ`. Values and gradients equal plain autodiff
+as the row-major product `Xᵀ @ G` (or `(Gᵀ X)ᵀ` when X is much wider than G, so that the smaller
+operand is the one copied); (1) stays `G @ Wᵀ`. Values and gradients equal plain autodiff
 to float rounding; only the memory layout of the backward dots changes.
 
 Forms covered (all reduce to `_mm` or `_bmm`):
@@ -39,10 +40,26 @@ def _mm_fwd(x, w):
     return x @ w, (x, w)
 
 
+# dW = Xᵀ G needs one of the two token-major operands transposed: Xᵀ [i, n], or Gᵀ [o, n] and then
+# the weight-sized result, dW = (Gᵀ X)ᵀ. The cheaper copy is the narrower operand, but Xᵀ is often
+# shared: XLA computes it once for every projection of the same input (q/k/v, SwiGLU gate/up). So
+# Gᵀ is taken only when X is more than this many times wider, which on the decoder means the FFN
+# down projection (i = 8d/3 or 4d, o = d) and not the GQA key/value projections (i = d, o = d/2).
+TRANSPOSE_GRAD_WIDTH_RATIO = 2
+
+
+def _weight_grad(x: jax.Array, g: jax.Array) -> jax.Array:
+    """eq. (2) as a row-major dot: x [n, i], g [n, o] -> [i, o]."""
+    if x.shape[1] > TRANSPOSE_GRAD_WIDTH_RATIO * g.shape[1]:
+        # The outer barrier keeps XLA from rewriting transpose(Gᵀ X) back into Xᵀ G.
+        return lax.optimization_barrier(lax.optimization_barrier(g.T) @ x).T
+    return lax.optimization_barrier(x.T) @ g  # [i, n] @ [n, o]
+
+
 def _mm_bwd(residuals, g):
     x, w = residuals
     dx = g @ w.T  # eq. (1)
-    dw = lax.optimization_barrier(x.T) @ g  # eq. (2), row-major: [i, n] @ [n, o]
+    dw = _weight_grad(x, g)  # eq. (2)
     return dx.astype(x.dtype), dw.astype(w.dtype)
 
 

@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 
 def rope_frequencies(head_dim: int, base: float = 10000.0) -> jax.Array:
@@ -24,8 +25,11 @@ def apply_rope(x: jax.Array, positions: jax.Array, *, base: float = 10000.0) -> 
         )
     freqs = rope_frequencies(x.shape[-1], base)
     angles_BTF = positions.astype(jnp.float32)[..., None] * freqs
-    sin = jnp.sin(angles_BTF)[:, :, None, :]
-    cos = jnp.cos(angles_BTF)[:, :, None, :]
+    # The barrier materialises the [B, T, 1, D/2] tables: otherwise XLA fuses sin and cos into every
+    # consumer and evaluates them once per element of q, k and their gradients (H·D/2 times more).
+    sin, cos = lax.optimization_barrier(
+        (jnp.sin(angles_BTF)[:, :, None, :], jnp.cos(angles_BTF)[:, :, None, :])
+    )
     x32 = x.astype(jnp.float32)
     x1, x2 = jnp.split(x32, 2, axis=-1)
     rotated = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)

@@ -16,6 +16,8 @@ from jaxformers.ops.matmul import batched_matmul, matmul, modality_matmul
 
 FORMS = {
     "matmul": (matmul, (2, 5, 6), (6, 7)),
+    # x more than twice as wide as the output: the backward transposes G instead of X.
+    "matmul_narrow_output": (matmul, (2, 5, 9), (9, 4)),
     "modality_matmul": (modality_matmul, (2, 5, 6), (3, 6, 4)),
     "batched_matmul": (batched_matmul, (3, 5, 6), (3, 6, 4)),
 }
@@ -71,18 +73,25 @@ def test_bfloat16_inputs_give_bfloat16_gradients_close_to_plain(form):
         np.testing.assert_allclose(b, a, rtol=2**-6, atol=2**-6 * np.abs(a).max())
 
 
-def test_weight_gradient_is_a_row_major_dot_in_the_compiled_backward():
-    x, w = _inputs("matmul", jnp.float32)
+@pytest.mark.parametrize("form", ["matmul", "matmul_narrow_output"])
+def test_weight_gradient_is_a_row_major_dot_in_the_compiled_backward(form):
+    x, w = _inputs(form, jnp.float32)
     x = x.reshape(-1, x.shape[-1])
+    (n, i), o = x.shape, w.shape[1]
 
     def compiled_hlo(canonical):
-        f = jax.grad(lambda x, w: jnp.sum(matmul(x, w, canonical=canonical) ** 2), argnums=(0, 1))
-        return jax.jit(f).lower(x, w).compile().as_text()
+        def sgd_step(x, w):  # dW consumed by an update, as in training (not a jit output)
+            return w - 0.1 * jax.grad(lambda w: jnp.sum(matmul(x, w, canonical=canonical) ** 2))(w)
+
+        return jax.jit(sgd_step).lower(x, w).compile().as_text()
 
     # Plain autodiff contracts x and g over their first (token) dimension; the canonical VJP
-    # contracts [i, n] @ [n, o] in the usual row-major form.
+    # contracts [i, n] @ [n, o] (or [o, n] @ [n, i] when x is the wider) in the row-major form.
     assert "lhs_contracting_dims={0}" in compiled_hlo(False)
-    assert "lhs_contracting_dims={0}" not in compiled_hlo(True)
+    hlo = compiled_hlo(True)
+    assert "lhs_contracting_dims={0}" not in hlo
+    copied = f"f32[{o},{n}]" if i > 2 * o else f"f32[{i},{n}]"  # the one transposed operand
+    assert f"= {copied}" in hlo
 
 
 def test_sharded_over_a_mesh_equals_one_device():
