@@ -4,7 +4,8 @@
   python launch/train.py --config=configs/icl_functions.py:linear,mixer=gla --workdir=runs/icl_gla
 
 Presets (task, d, n = 2d+5 points): linear (d=5), sparse_linear (d=8, k=3), noisy_linear
-(d=5, σ=0.5), relu_net (d=5), conjunction and sparse_parity (d=10, 30 points). `mixer=` picks
+(d=5, σ=0.5), relu_net (d=5), representation (d=5, y = w·Φ(x) with Φ a fixed 2-layer residual ReLU
+MLP, Guo et al. 2024), conjunction and sparse_parity (d=10, 30 points). `mixer=` picks
 model.token_mixer (attention | gla | linear_attention) at equal depth and width. `curriculum=K`
 turns on Garg et al.'s dimension / prompt-length curriculum, grown every K steps; `dim=`, `points=`
 override the preset's d and n; `gla_feature_map=` sets model.gla.feature_map (identity | elu_plus_one
@@ -51,6 +52,8 @@ PRESETS = {
     "noisy_linear": dict(task="linear", dim=5, num_points=15, noise_std=0.5),
     "sparse_linear": dict(task="sparse_linear", dim=8, num_points=21, sparsity=3),
     "relu_net": dict(task="relu_net", dim=5, num_points=30, hidden=100),
+    # Guo et al. 2024 (arXiv 2310.10616): y = w·Φ(x), Φ a fixed 2-layer residual ReLU MLP
+    "representation": dict(task="representation", dim=5, num_points=15, depth=2),
     "conjunction": dict(task="conjunction", dim=10, num_points=30),
     "sparse_parity": dict(task="sparse_parity", dim=10, num_points=30, sparsity=2),
 }
@@ -88,9 +91,9 @@ def get_config(arg=None):
     c.model.linear_attention.chunk_size = 32
     c.data.update(data)
     # Garg et al.'s curriculum, scaled to the preset: from ~d/2 dimensions and ~n/3 points, +1 / +2
-    # every `curriculum` steps (0: off); boolean tasks grow the prompt length only
+    # every `curriculum` steps (0: off); boolean and representation tasks grow the prompt length only
     d, n = data["dim"], data["num_points"]
-    grows_dims = data["task"] not in ("conjunction", "sparse_parity")
+    grows_dims = data["task"] in ("linear", "sparse_linear", "relu_net")  # Φ mixes every coordinate
     c.data.curriculum = dict(
         dims_start=max(2, d // 2) if grows_dims else d,
         dims_increment=1,

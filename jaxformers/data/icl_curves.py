@@ -28,6 +28,12 @@ def baseline_predictions(xs, ys, data_config) -> dict:
     if task == "linear" and float(data_config.get("noise_std", 0.0)) > 0:
         lam = B.bayes_ridge_lambda(float(data_config.noise_std), float(data_config.get("w_scale", 1.0)))
         out["bayes_ridge"] = B.ridge_predict(xs, ys, lam)
+    if task == "representation":  # the learner that knows Φ: least squares / Bayes ridge on Φ(x)
+        _, _, _, kw = data.task_kwargs(data_config)
+        phi, noise = kw["representation"](xs), kw["noise_std"]
+        out["ols_phi"] = B.ols_predict(phi, ys)
+        if noise > 0:
+            out["bayes_ridge_phi"] = B.ridge_predict(phi, ys, B.bayes_ridge_lambda(noise, 1.0))
     if task == "sparse_linear":
         out["lasso"] = B.lasso_predict(xs, ys, 0.01)  # Garg et al.'s plotted alpha
     if task in data.BOOLEAN_TASKS:

@@ -2,9 +2,11 @@
 
 Fresh prompts every batch from the pure samplers of `ops/icl_tasks.py` (Garg et al. 2022;
 Bhattamishra et al. 2024): batch = {"inputs": xs [B, n, d] float32, "targets": ys [B, n] float32}.
-config.data fields: task (linear | sparse_linear | relu_net | conjunction | sparse_parity), dim (d),
-num_points (n), and per task: covariance ([d] diagonal or [d][d], linear), noise_std and w_scale
-(linear), sparsity (k, sparse_linear and sparse_parity), hidden (relu_net).
+config.data fields: task (linear | sparse_linear | relu_net | representation | conjunction |
+sparse_parity), dim (d), num_points (n), and per task: covariance ([d] diagonal or [d][d], linear),
+noise_std (linear, representation), w_scale (linear), sparsity (k, sparse_linear and sparse_parity),
+hidden (relu_net), depth and representation_seed (representation: the fixed residual ReLU MLP Φ of
+Guo et al. 2024, drawn once from its own seed, so every split and run shares it).
 Batch t of a split is drawn from fold_in(seed, split, process, t), so resume is exact.
 
 Curriculum (Garg et al. 2022, arXiv 2208.01066, §4; train split only), config.data.curriculum:
@@ -55,7 +57,20 @@ def task_kwargs(cfg) -> tuple[str, int, int, dict]:
         kw = dict(k=k)
     elif task == "relu_net":
         kw = dict(hidden=int(cfg.get("hidden", 100)))
+    elif task == "representation":
+        depth = int(cfg.get("depth", 2))
+        if depth < 1:
+            raise ConfigError(f"config.data.depth={depth} must be >= 1 (layers of the representation)")
+        kw = dict(
+            representation=representation(d, depth, int(cfg.get("representation_seed", 0))),
+            noise_std=float(cfg.get("noise_std", 0.0)),
+        )
     return task, d, n, kw
+
+
+@functools.lru_cache(maxsize=8)
+def representation(d: int, depth: int, seed: int) -> icl_tasks.Representation:
+    return icl_tasks.Representation(d, depth, seed)
 
 
 _CURRICULUM_FIELDS = ("dims_start", "dims_increment", "points_start", "points_increment", "every")

@@ -2,8 +2,9 @@
 
 Every prompt draws its own function f and n inputs; ys = f(xs). Classes follow Garg, Tsipras,
 Liang & Valiant 2022 (arXiv 2208.01066, §3 and App. A.1: linear, sparse linear, 2-layer ReLU nets;
-x ~ N(0, I)) and Bhattamishra, Patel, Blunsom & Kanade 2024 (arXiv 2310.03016, §3: conjunctions,
-sparse parities; x uniform on {±1}^d, y ∈ {±1}).
+x ~ N(0, I)), Guo et al. 2024 (arXiv 2310.10616, §3: linear functions of a fixed representation) and
+Bhattamishra, Patel, Blunsom & Kanade 2024 (arXiv 2310.03016, §3: conjunctions, sparse parities;
+x uniform on {±1}^d, y ∈ {±1}).
 """
 
 import jax
@@ -95,6 +96,56 @@ def relu_net(rng, batch: int, n: int, d: int, *, hidden: int = 100, dtype=jnp.fl
     return x, jnp.sqrt(2.0 / hidden) * jnp.einsum("bnh,bh->bn", h, w2)
 
 
+class Representation:
+    """Φ: R^d -> R^d, a fixed residual ReLU MLP shared by every prompt (Guo et al. 2024, arXiv
+    2310.10616, §3: y = ⟨w, Φ*(x)⟩ + noise with Φ* fixed and w fresh per prompt):
+
+        h_0 = x,   h_l = h_{l-1} + ReLU(h_{l-1} A_l) (l = 1..depth),   Φ(x) = h_depth / c
+
+    A_l ~ N(0, 2/d) [d, d] drawn from `seed`, and c = sqrt(E|h_depth|² / d), estimated once on 4096
+    fixed Gaussian inputs, so that E|Φ(x)|² ≈ d like x itself. Hashable by (d, depth, seed), so a
+    jitted sampler closes over it without retracing."""
+
+    def __init__(self, d: int, depth: int, seed: int = 0):
+        if d < 1 or depth < 1:
+            raise ValueError(f"Representation needs d >= 1 and depth >= 1; got d={d}, depth={depth}")
+        self.d, self.depth, self.seed = d, depth, seed
+        rng = np.random.default_rng(seed)
+        self.layers = [rng.normal(0.0, np.sqrt(2.0 / d), (d, d)) for _ in range(depth)]
+        h = self._residual_mlp(rng.standard_normal((4096, d)), np)
+        self.scale = float(np.sqrt(np.mean(np.sum(h * h, -1)) / d))
+
+    def _residual_mlp(self, x, xp):
+        for a in self.layers:
+            x = x + xp.maximum(x @ xp.asarray(a, x.dtype), 0)
+        return x
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """x [..., d] -> Φ(x) [..., d] in x.dtype."""
+        return self._residual_mlp(x, jnp) / jnp.asarray(self.scale, x.dtype)
+
+    def __hash__(self):
+        return hash((self.d, self.depth, self.seed))
+
+    def __eq__(self, other):
+        return isinstance(other, Representation) and (self.d, self.depth, self.seed) == (
+            other.d, other.depth, other.seed)
+
+
+def representation_linear(
+    rng, batch: int, n: int, d: int, *, representation: Representation, noise_std: float = 0.0,
+    dtype=jnp.float32,
+):
+    """y = w·Φ(x) + σε, w ~ N(0, I_d), x ~ N(0, I_d), Φ the fixed `representation` (Guo et al. §3)."""
+    if representation.d != d:
+        raise ValueError(f"representation is {representation.d}-dimensional; the prompts have d={d}")
+    kx, kw, ke = jax.random.split(rng, 3)
+    x = gaussian_inputs(kx, batch, n, d, None, dtype)
+    w = jax.random.normal(kw, (batch, d), dtype)
+    y = jnp.einsum("bnd,bd->bn", representation(x), w)
+    return x, y + noise_std * jax.random.normal(ke, (batch, n), dtype)
+
+
 def _signs(rng, shape, dtype):
     return jnp.where(jax.random.bernoulli(rng, 0.5, shape), 1.0, -1.0).astype(dtype)
 
@@ -134,11 +185,12 @@ TASKS = {
     "linear": linear,
     "sparse_linear": sparse_linear,
     "relu_net": relu_net,
+    "representation": representation_linear,
     "conjunction": conjunction,
     "sparse_parity": sparse_parity,
 }
 
 
-# E y² under each class (Garg et al.'s normaliser for the error curve): d, k, ~d, 1, 1.
+# E y² under each class (Garg et al.'s normaliser for the error curve): d, k, ~d, ~d, 1, 1.
 def error_scale(task: str, d: int, k: int = 3, w_scale: float = 1.0) -> float:
-    return {"linear": d * w_scale**2, "sparse_linear": k, "relu_net": d}.get(task, 1.0)
+    return {"linear": d * w_scale**2, "sparse_linear": k, "relu_net": d, "representation": d}.get(task, 1.0)

@@ -75,6 +75,7 @@ def test_validation_split_ignores_the_curriculum():
     "kw, message",
     [
         (dict(task="conjunction", dim=5), r"curriculum.dims_start=2 < dim=5: the dimension curriculum"),
+        (dict(task="representation", depth=0), r"config.data.depth=0 must be >= 1"),
         (dict(curriculum=CURRICULUM | dict(points_start=20)), r"curriculum.points_start=20 must be in"),
         (dict(curriculum=CURRICULUM | dict(dim_start=2)), r"curriculum has unknown fields \['dim_start'\]"),
     ],

@@ -118,11 +118,30 @@ def test_relu_net_power_is_about_d_and_boolean_labels():
     assert any(np.all(x0[:, a] * x0[:, c] == y0) for a in range(10) for c in range(a + 1, 10))
 
 
+def test_representation_task_is_linear_in_a_fixed_nonlinear_feature_map():
+    phi = T.Representation(5, depth=2, seed=0)
+    xs, ys = T.representation_linear(jax.random.key(6), 2000, 12, 5, representation=phi, dtype=jnp.float64)
+    np.testing.assert_allclose(np.mean(np.asarray(ys) ** 2), 5.0, rtol=0.06)  # E|Φ(x)|² = d
+    # the same Φ for every prompt and every construction from the same seed; another seed differs
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((7, 5)))
+    np.testing.assert_array_equal(T.Representation(5, 2, 0)(x), phi(x))
+    assert T.Representation(5, 2, 0) == phi and hash(T.Representation(5, 2, 0)) == hash(phi)
+    assert not np.allclose(T.Representation(5, 2, 1)(x), phi(x))
+    # least squares on Φ(x) is exact from n = d on; on x itself it is not (Φ is not linear)
+    on_phi = B.squared_error_curve(B.ols_predict(phi(xs), ys), ys, 5.0)
+    on_x = B.squared_error_curve(B.ols_predict(xs, ys), ys, 5.0)
+    assert np.max(np.asarray(on_phi)[6:]) < 1e-12 and np.min(np.asarray(on_x)[6:]) > 0.05
+
+
 def test_bad_inputs_are_one_line_errors():
     with pytest.raises(ValueError, match="sparsity k=6 must satisfy 1 <= k <= d=5"):
         T.sparse_linear(jax.random.key(0), 2, 3, 5, k=6)
     with pytest.raises(ValueError, match="covariance must be symmetric positive definite"):
         T.linear(jax.random.key(0), 2, 3, 2, covariance=[[1.0, 2.0], [2.0, 1.0]])
+    with pytest.raises(ValueError, match="needs d >= 1 and depth >= 1; got d=5, depth=0"):
+        T.Representation(5, depth=0)
+    with pytest.raises(ValueError, match="representation is 4-dimensional; the prompts have d=5"):
+        T.representation_linear(jax.random.key(0), 2, 3, 5, representation=T.Representation(4, 1))
 
 
 def test_sign_accuracy_scores_a_zero_prediction_as_a_coin_flip():
@@ -131,3 +150,18 @@ def test_sign_accuracy_scores_a_zero_prediction_as_a_coin_flip():
     np.testing.assert_array_equal(B.sign_accuracy_curve(pred, ys), [0.5, 0.5, 0.5])
     np.testing.assert_array_equal(B.sign_accuracy_curve(B.zero_predict(None, ys), ys), [0.5, 0.5, 0.5])
     np.testing.assert_array_equal(B.sign_accuracy_curve(ys, ys), [1.0, 1.0, 1.0])
+
+
+def test_error_curve_of_the_representation_task_has_the_oracle_that_knows_phi():
+    import ml_collections
+
+    from jaxformers.data import icl_curves, icl_functions
+
+    cfg = ml_collections.ConfigDict(dict(name="icl_functions", task="representation", dim=4, num_points=10,
+                                         depth=1, noise_std=0.1))
+    xs, ys = icl_functions.curve_prompts(cfg, 64)
+    preds = icl_curves.baseline_predictions(xs, ys, cfg)
+    assert {"ols", "knn3", "averaging", "ols_phi", "bayes_ridge_phi"} <= set(preds)
+    err = {k: np.asarray(B.squared_error_curve(p, ys, 4.0)) for k, p in preds.items()}
+    # with n > d examples, ridge on Φ(x) is at the noise floor; least squares on x is not
+    assert np.mean(err["bayes_ridge_phi"][6:]) < 0.02 < np.mean(err["ols"][6:])
