@@ -110,7 +110,8 @@ def get_config(arg=None):
     c.eval_every = max(args["steps"] // 4, 1)
     c.eval_batches = 4
     c.evaluators = ("icl_curve",)
-    c.checkpoint_every = 0
+    # a killed run resumes from its last quarter (exactly: every batch is a function of its step)
+    c.checkpoint_every = c.eval_every
     c.log_every = 100
     c.progress_bar = False
     return c
