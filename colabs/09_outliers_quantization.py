@@ -132,7 +132,7 @@ for variant, out in table.items():
 # ## The full-size measurement
 # `experiments/outlier_attention.py` trains vanilla, gated and clipped at equal steps, quantizes each
 # (FP32, W8A8, W4/W3 RTN and GPTQ) and writes `experiments/results/outlier_attention.json`; the runs
-# stored there (seed 0 unless the key ends in `_s1`; `_g0.025`: clipped softmax with γ = −0.025):
+# stored there (seed 0 unless the key ends in `_s1`; `_g<x>`: clipped softmax with γ = −x):
 
 # %%
 path = os.path.join(REPO, "experiments", "results", "outlier_attention.json")
