@@ -22,7 +22,8 @@ n = d = 5 falling to 0.063 at n = 14 (OLS 0; 3-NN 0.53, averaging 0.39): near, n
 squared error / k at n = 1..7 is 0.90 0.66 0.64 0.64 0.55 0.51 0.48 (OLS 0.88 ... 0.10, lasso 1.06
 ... 0.012): model / OLS 1.02-4.88 and model / lasso 0.85-40 for n < d; above least squares, so the
 sparse result is not reproduced at 2000 steps (a step-budget limit). At --steps=24000 --curriculum=1200:
-model / OLS 1.00 0.99 0.97 0.99 1.04 1.07 1.37 2.28 at n = 0..7, closer to OLS than to lasso: still least squares.
+model / OLS 1.00 0.99 0.97 0.99 1.04 1.07 1.37 2.28 at n = 0..7, closer to OLS than to lasso:
+still least squares.
   nice -n 19 python experiments/icl_functions.py --preset=noisy_linear --mixers=attention \
       --steps=2000 --curriculum=100
 mean squared disagreement / E y² of the model with Bayes ridge (λ = σ²/τ² = 0.25) is 0.03-0.26, with OLS
