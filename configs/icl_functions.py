@@ -54,6 +54,7 @@ squared error / d at n = 1..4 is 0.50, 0.33, 0.25, 0.13 (least squares on Φ(x) 
 0.28-1.18: the model predicts like a learner that knows Φ (Guo et al. 2024), not yet exactly.
 """
 
+from jaxformers.ops.icl_tasks import CURRICULUM_DIM_TASKS
 from jaxformers.train.config_base import base_config, parse_config_arg
 
 PRESETS = {
@@ -102,7 +103,7 @@ def get_config(arg=None):
     # Garg et al.'s curriculum, scaled to the preset: from ~d/2 dimensions and ~n/3 points, +1 / +2
     # every `curriculum` steps (0: off); boolean and representation tasks grow the prompt length only
     d, n = data["dim"], data["num_points"]
-    grows_dims = data["task"] in ("linear", "sparse_linear", "relu_net")  # Φ mixes every coordinate
+    grows_dims = data["task"] in CURRICULUM_DIM_TASKS
     c.data.curriculum = dict(
         dims_start=max(2, d // 2) if grows_dims else d,
         dims_increment=1,

@@ -28,8 +28,8 @@ flags.DEFINE_integer("layers", 2, "Number of layers (configs/outliers.py layers=
 flags.DEFINE_float("weight_decay", 0.1, "AdamW weight decay (configs/outliers.py weight_decay=).")
 flags.DEFINE_float("learning_rate", 3e-3, "Peak AdamW learning rate (configs/outliers.py lr=).")
 flags.DEFINE_integer("seed", 0, "config.seed (initialisation and batch order); > 0 adds _s<seed> to names.")
-flags.DEFINE_float("gamma", -12.0 / 128, "Clipped softmax gamma (configs/outliers.py gamma=); "
-                   "another value adds _g<-gamma> to names.")
+flags.DEFINE_float("gamma", None, "Clipped softmax gamma (configs/outliers.py gamma=; default its "
+                   "-12/128); when set, _g<-gamma> is added to names.")
 flags.DEFINE_integer("evals", 4, "Evaluations (points on the kurtosis curve) per run.")
 flags.DEFINE_list("variants", ["vanilla", "gated", "clipped"], "configs/outliers.py variants.")
 flags.DEFINE_bool("quantize", False, "Also quantize each checkpoint (qwix; FP32, W8A8, W4/W3 RTN, GPTQ).")
@@ -43,7 +43,7 @@ def run_name() -> str:
     """'400steps' at the default size (the earlier runs' names), else '2000steps_d128_L4_wd0.1'."""
     lr = "" if FLAGS.learning_rate == 3e-3 else f"_lr{FLAGS.learning_rate:g}"
     suffix = f"_s{FLAGS.seed}" if FLAGS.seed else ""
-    suffix += "" if FLAGS.gamma == -12.0 / 128 else f"_g{-FLAGS.gamma:g}"
+    suffix += "" if FLAGS.gamma is None else f"_g{-FLAGS.gamma:g}"
     if (FLAGS.dim, FLAGS.layers, FLAGS.weight_decay, lr, suffix) == (64, 2, 0.1, "", ""):
         return f"{FLAGS.steps}steps"
     return f"{FLAGS.steps}steps_d{FLAGS.dim}_L{FLAGS.layers}_wd{FLAGS.weight_decay:g}{lr}{suffix}"
@@ -103,8 +103,8 @@ def main(argv):
         config = _results.config(
             "outliers",
             f"variant={variant},steps={FLAGS.steps},dim={FLAGS.dim},layers={FLAGS.layers},"
-            f"weight_decay={FLAGS.weight_decay},evals={FLAGS.evals},lr={FLAGS.learning_rate},"
-            f"gamma={FLAGS.gamma}"
+            f"weight_decay={FLAGS.weight_decay},evals={FLAGS.evals},lr={FLAGS.learning_rate}"
+            + ("" if FLAGS.gamma is None else f",gamma={FLAGS.gamma}")
         )
         config.seed = FLAGS.seed
         workdir = os.path.join(FLAGS.root, f"{variant}_{run_name().replace('steps', '', 1)}")

@@ -62,15 +62,11 @@ def task_kwargs(cfg) -> tuple[str, int, int, dict]:
         if depth < 1:
             raise ConfigError(f"config.data.depth={depth} must be >= 1 (layers of the representation)")
         kw = dict(
-            representation=representation(d, depth, int(cfg.get("representation_seed", 0))),
+            representation=icl_tasks.Representation(d, depth, int(cfg.get("representation_seed", 0))),
             noise_std=float(cfg.get("noise_std", 0.0)),
         )
     return task, d, n, kw
 
-
-@functools.lru_cache(maxsize=8)
-def representation(d: int, depth: int, seed: int) -> icl_tasks.Representation:
-    return icl_tasks.Representation(d, depth, seed)
 
 
 _CURRICULUM_FIELDS = ("dims_start", "dims_increment", "points_start", "points_increment", "every")

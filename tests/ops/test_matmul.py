@@ -12,7 +12,7 @@ import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxformers.ops.matmul import batched_matmul, matmul, modality_matmul
+from jaxformers.ops.matmul import TRANSPOSE_GRAD_WIDTH_RATIO, batched_matmul, matmul, modality_matmul
 
 FORMS = {
     "matmul": (matmul, (2, 5, 6), (6, 7)),
@@ -90,7 +90,8 @@ def test_weight_gradient_is_a_row_major_dot_in_the_compiled_backward(form):
     assert "lhs_contracting_dims={0}" in compiled_hlo(False)
     hlo = compiled_hlo(True)
     assert "lhs_contracting_dims={0}" not in hlo
-    copied = f"f32[{o},{n}]" if i > 2 * o else f"f32[{i},{n}]"  # the one transposed operand
+    # the one token-major operand the backward copies transposed
+    copied = f"f32[{o},{n}]" if i > TRANSPOSE_GRAD_WIDTH_RATIO * o else f"f32[{i},{n}]"
     assert f"= {copied}" in hlo
 
 
