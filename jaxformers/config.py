@@ -32,9 +32,11 @@ class AttentionOptions:
     block_q: int = 128
     block_kv: int = 128
     qk_norm: bool = False
-    # xla path, causal: query blocks of this size skip the key blocks above the diagonal and are
-    # rematerialised (ops.attention.causal_block_attention); 0 computes the full T x T square
-    causal_block_size: int = 0
+    # xla path, causal self-attention: query blocks of causal_block_size positions skip the key
+    # blocks above the diagonal (ops.attention.causal_block_attention; exact). "auto" = on for the
+    # CPU (docs/cpu_training_speed.md), off on GPU/TPU; causal_block_size=0 computes the full square
+    causal_blocks: Literal["auto", "on", "off"] = "auto"
+    causal_block_size: int = 128
     # Outlier-free attention (Bondarenko, Nagel & Blankevoort 2023, arXiv 2306.12929):
     # clipped: clip((zeta - gamma) softmax + gamma, 0, 1) (eq. 4.1; OPT script: gamma = -12/T)
     softmax: Literal["softmax", "clipped"] = "softmax"
@@ -43,6 +45,11 @@ class AttentionOptions:
     # per_head: out_h *= sigmoid(x W_g + b)_h before W_o, W_g [d, H] from the block input (§4.2)
     gate: Literal["none", "per_head"] = "none"
     gate_init: float = 0.25  # pi_init: the gate's initial openness; bias = logit(pi_init)
+
+    @property
+    def causal_block(self) -> int:
+        """The query block size of causal block skipping on this backend; 0 = the full square."""
+        return self.causal_block_size if _cpu_fast_path(self.causal_blocks, "on") else 0
 
     def validate(self, model: "ModelConfig") -> None:
         need(self.block_q > 0 and self.block_kv > 0,

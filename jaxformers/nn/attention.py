@@ -25,9 +25,9 @@ from jaxformers.ops.rope import apply_rope
 def attend(q, k, v, *, cfg: ModelConfig, segment_ids=None, mask=None, causal=None):
     """Dispatch to the ops/ reference or the Pallas kernel (cfg.attention.impl)."""
     causal = cfg.causal if causal is None else causal
-    if cfg.attention.impl == "xla" and mask is None and causal and cfg.attention.causal_block_size:
+    if cfg.attention.impl == "xla" and mask is None and causal and cfg.attention.causal_block:
         return attention_ops.causal_block_attention(
-            q, k, v, block_size=cfg.attention.causal_block_size, segment_ids=segment_ids,
+            q, k, v, block_size=cfg.attention.causal_block, segment_ids=segment_ids,
             **softmax_kwargs(cfg),
         )
     if cfg.attention.impl == "xla" or mask is not None:

@@ -40,6 +40,7 @@ ALLOWED_ON_RESUME = (
     "model.weight_grad_matmul", "model.layer_loop",  # CPU fast paths: same parameters either way
     "grad_accum_steps",  # same batch, same update, split into micro-batches
     "model.attention.causal_block_size",  # the same causal attention, computed by blocks
+    "model.attention.causal_blocks",
     "model.mtp.backward",  # the same gradients, one head at a time
     # the float32 master weights are the same arrays whatever dtype the step computes in
     "model.precision.compute", "model.precision.output", "model.precision.gradients",
