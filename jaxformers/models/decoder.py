@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from jaxformers.config import ModelConfig
 from jaxformers.nn import registry
 from jaxformers.nn.context import Context
+from jaxformers.nn.linear import Unembedding
 from jaxformers.nn.norms import make_norm
 
 # Collections whose variables live per layer and are stacked along the scanned axis.
@@ -103,16 +104,7 @@ class Decoder(nn.Module):
         self.layers = layer_stack(Block, cfg, "layers", self.is_initializing())
         self.final_norm = make_norm(cfg, "final_norm")
         if not cfg.tie_embeddings:
-            self.head = nn.DenseGeneral(
-                cfg.vocab_size,
-                use_bias=False,
-                kernel_init=nn.with_logical_partitioning(
-                    nn.initializers.normal(cfg.init_std), ("embed", "vocab")
-                ),
-                param_dtype=cfg.parameter_dtype,
-                dtype=cfg.activation_dtype,
-                name="head",
-            )
+            self.head = Unembedding(cfg, cfg.vocab_size, name="head")
 
     def __call__(
         self,

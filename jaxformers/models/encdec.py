@@ -24,6 +24,7 @@ from jaxformers.config import ModelConfig
 from jaxformers.models.decoder import layer_stack
 from jaxformers.nn import registry
 from jaxformers.nn.context import Context
+from jaxformers.nn.linear import Unembedding
 from jaxformers.nn.norms import make_norm
 from jaxformers.nn.projection import Projection
 from jaxformers.ops.attention import dot_product_attention
@@ -121,12 +122,7 @@ class EncoderDecoder(nn.Module):
         self.decoder = layer_stack(DecoderBlock, cfg, "decoder", self.is_initializing())
         self.final_norm = make_norm(cfg, "final_norm")
         if not cfg.tie_embeddings:
-            self.head = nn.DenseGeneral(
-                cfg.vocab_size, use_bias=False,
-                kernel_init=nn.with_logical_partitioning(nn.initializers.normal(cfg.init_std),
-                                                         ("embed", "vocab")),
-                param_dtype=cfg.parameter_dtype, dtype=cfg.activation_dtype, name="head",
-            )
+            self.head = Unembedding(cfg, cfg.vocab_size, name="head")
 
     def _context(self, positions, deterministic):
         return Context(positions=positions.astype(jnp.int32), deterministic=deterministic)

@@ -58,3 +58,23 @@ class DenseProjection(nn.Module):
                 canonical=canonical,
             )
         return mot.modality_select_matmul(x, kernel, ctx.modality_ids, canonical=canonical)
+
+
+class Unembedding(nn.Module):
+    """logits = x W, W [d, vocab]: nn.DenseGeneral's kernel (name, shape, logical axes and init), so
+    checkpoints are unchanged, through `ops.matmul` when the CPU fast path is on
+    (`model.weight_grad_matmul`): its dW = Xᵀ G is then a row-major dot on a materialised Xᵀ, not a
+    transposed write of the cross-entropy gradient."""
+
+    cfg: ModelConfig
+    features: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        cfg = self.cfg
+        init = nn.with_logical_partitioning(nn.initializers.normal(cfg.init_std), ("embed", "vocab"))
+        kernel = self.param("kernel", init, (x.shape[-1], self.features), cfg.parameter_dtype)
+        x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=cfg.activation_dtype)
+        if cfg.canonical_matmul:
+            return matmul.matmul(x, kernel, canonical=True)
+        return jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))  # qwix sees this
