@@ -116,7 +116,9 @@ def main(argv):
 
     for layers in map(int, FLAGS.layers):
         config = _results.config("icl_lsa", f"von_oswald,layers={layers},steps={FLAGS.steps}")
-        config.eval_every = config.checkpoint_every = FLAGS.steps  # the final step is saved for `evaluate`
+        config.eval_every = FLAGS.steps
+        # every quarter (a killed run resumes), which includes the final step `evaluate` reads
+        config.checkpoint_every = FLAGS.steps // 4 if FLAGS.steps % 4 == 0 else FLAGS.steps
         workdir = os.path.join(FLAGS.root, f"K{layers}_{FLAGS.steps}")
         done = [r for r in read_metrics(workdir, "validation") if r["step"] == FLAGS.steps]
         final = done[-1] if done else train_and_evaluate(config, workdir)  # a finished run is reused

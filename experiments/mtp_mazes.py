@@ -16,7 +16,8 @@ configs/maze_mlmu.py. Each --grid item N:seed trains every objective on the firs
 mazes with config.seed = seed, in --root/n{N}_s{seed}_{objective} (reused if finished); each run
 writes result.json there, so several processes can run disjoint grid items; --table_only gathers
 them with the runs of the same length already in experiments/results/mtp_mazes.json (each run is
-recorded there when it finishes). maze_navigation is evaluated every --eval_every steps and at the
+recorded there when it finishes; a --size other than tiny is recorded as ..._{size} and tabled
+only with `--table_only --size=<size>`). maze_navigation is evaluated every --eval_every steps and at the
 end (--eval_mazes held-out mazes). Decoding (mtp2, mtp4): the maze+prompt prefix of --num_prompts
 held-out mazes after the evaluated ones, --new_tokens greedy tokens (prefix + new + n - 1 <= max_len
 112), batch 1.
@@ -83,6 +84,11 @@ def decode(workdir: str) -> dict:
     return result
 
 
+def variant_name(run_name: str) -> str:
+    """The JSON key of a run: its workdir name, with the size for presets other than tiny."""
+    return run_name if FLAGS.size == "tiny" else f"{run_name}_{FLAGS.size}"
+
+
 def run(num_train: int, seed: int, objective: str) -> dict | None:
     """The run's result (trained now or read back), or None if it was stopped before its last step."""
     from jaxformers.train import train_and_evaluate
@@ -124,7 +130,7 @@ def run(num_train: int, seed: int, objective: str) -> dict | None:
     }  # fmt: skip
     with open(out, "w") as f:
         json.dump(result, f, indent=1)
-    _results.save_variant(NAME, os.path.basename(workdir), result)  # kept if root is lost
+    _results.save_variant(NAME, variant_name(os.path.basename(workdir)), result)  # kept if root is lost
     return result
 
 
@@ -176,13 +182,16 @@ def main(argv):
                       flush=True)  # fmt: skip
         return
     # the recorded runs of this length, then root's (newer) ones
-    results = {k: r for k, r in _results.load(NAME).items() if r["steps"] == FLAGS.steps}
+    results = {k: r for k, r in _results.load(NAME).items()
+               if r["steps"] == FLAGS.steps and r.get("size", "tiny") == FLAGS.size}  # fmt: skip
     for name in sorted(os.listdir(FLAGS.root)) if os.path.isdir(FLAGS.root) else []:
         path = os.path.join(FLAGS.root, name, "result.json")
         if os.path.exists(path):
             with open(path) as f:
-                results[name] = json.load(f)
-            _results.save_variant(NAME, name, results[name])  # runs finished before they were recorded
+                result = json.load(f)
+            if result.get("size", "tiny") == FLAGS.size:
+                results[variant_name(name)] = result
+                _results.save_variant(NAME, variant_name(name), result)  # finished before recorded
     text = table(dict(sorted(results.items())))
     print(text)
     write_docs(text)
