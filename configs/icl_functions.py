@@ -7,10 +7,10 @@ Presets (task, d, n = 2d+5 points): linear (d=5), sparse_linear (d=8, k=3), nois
 (d=5, σ=0.5), relu_net (d=5), representation (d=5, y = w·Φ(x) with Φ a fixed 2-layer residual ReLU
 MLP, Guo et al. 2024), conjunction and sparse_parity (d=10, 30 points). `mixer=` picks
 model.token_mixer (attention | gla | linear_attention) at equal depth and width. `curriculum=K`
-turns on Garg et al.'s dimension / prompt-length curriculum, grown every K steps; `dim=`, `points=`
-override the preset's d and n; `gla_feature_map=` sets model.gla.feature_map (identity | elu_plus_one
-| relu). The evaluator prints the error curve of the model and the baselines (OLS, 3-NN,
-averaging, lasso, Bayes ridge) on the same 512 fresh prompts.
+turns on Garg et al.'s dimension / prompt-length curriculum, grown every K steps; `dim=`, `points=`,
+`sparsity=` override the preset's d, n and k; `gla_feature_map=` sets model.gla.feature_map
+(identity | elu_plus_one | relu). The evaluator prints the error curve of the model and the
+baselines (OLS, 3-NN, averaging, lasso, Bayes ridge) on the same 512 fresh prompts.
 Measured (linear, attention, 512 prompts, docs/icl.md):
   nice -n 19 python experiments/icl_functions.py --preset=linear --mixers=attention \
       --steps=8000 --curriculum=500
@@ -72,7 +72,7 @@ PRESETS = {
 def get_config(arg=None):
     args = parse_config_arg(
         arg, preset="linear", steps=2000, mixer="attention", size="small", curriculum=0, dim=0, points=0,
-        gla_feature_map="identity",
+        gla_feature_map="identity", sparsity=0,
     )
     preset = args["preset"]
     if preset not in PRESETS:
@@ -80,6 +80,10 @@ def get_config(arg=None):
     data = dict(name="icl_functions") | PRESETS[preset]
     data["dim"] = args["dim"] or data["dim"]  # dim=, points= override the preset's d and n
     data["num_points"] = args["points"] or data["num_points"]
+    if args["sparsity"]:  # sparsity= overrides the sparse presets' k (non-zero weights / parity bits)
+        if "sparsity" not in data:
+            raise ValueError(f"sparsity={args['sparsity']}: preset {preset!r} has no sparsity k")
+        data["sparsity"] = args["sparsity"]
     c = base_config()
     c.model_family = "icl_transformer"
     c.objective = "icl_boolean" if data["task"] in ("conjunction", "sparse_parity") else "icl_functions"

@@ -30,6 +30,7 @@ flags.DEFINE_list("mixers", ["attention"], "model.token_mixer values, trained at
 flags.DEFINE_integer("steps", 3000, "Training steps per mixer.")
 flags.DEFINE_integer("curriculum", 0, "Grow the curriculum every this many steps (0: off).")
 flags.DEFINE_float("learning_rate", 1e-3, "Peak Adam learning rate (warm-up, cosine to 10%).")
+flags.DEFINE_integer("sparsity", 0, "k of the sparse presets (0: the preset's); adds _k<k> to names.")
 flags.DEFINE_string("root", "runs/icl_functions", "Parent of the workdirs.")
 FLAGS = flags.FLAGS
 
@@ -82,12 +83,14 @@ def main(argv):
         arg = f"{FLAGS.preset},steps={FLAGS.steps},mixer={token_mixer},curriculum={FLAGS.curriculum}"
         if feature_map:
             arg += f",gla_feature_map={feature_map}"
+        if FLAGS.sparsity:
+            arg += f",sparsity={FLAGS.sparsity}"
         config = _results.config("icl_functions", arg)
         config.eval_every = FLAGS.steps
         config.learning_rate = FLAGS.learning_rate
         suffix = (f"_c{FLAGS.curriculum}" if FLAGS.curriculum else "") + (
             f"_lr{FLAGS.learning_rate:g}" if FLAGS.learning_rate != 1e-3 else ""
-        )
+        ) + (f"_k{FLAGS.sparsity}" if FLAGS.sparsity else "")
         workdir = os.path.join(FLAGS.root, f"{FLAGS.preset}_{mixer}_{FLAGS.steps}{suffix}")
         done = [r for r in read_metrics(workdir, "validation") if r["step"] == FLAGS.steps]
         final = done[-1] if done else train_and_evaluate(config, workdir)  # a finished run is reused

@@ -80,14 +80,20 @@ def evaluate(workdir: str, layers: int, num_tasks: int) -> dict:
     return out
 
 
-def plot(results: dict, steps: int):
+def plot(results: dict):
+    """Each K's longest run (a K that needed more steps is shown at its own budget)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = sorted((r["layers"], r) for r in results.values() if r["steps"] == steps)
+    longest = {}
+    for r in results.values():
+        if r["steps"] >= longest.get(r["layers"], {"steps": -1})["steps"]:
+            longest[r["layers"]] = r
+    rows = sorted(longest.items())
     ks = [k for k, _ in rows]
+    steps = " / ".join(str(r["steps"]) for _, r in rows)
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
     for name, label in (
         ("trained", "trained LSA"),
@@ -104,7 +110,7 @@ def plot(results: dict, steps: int):
     right.legend(fontsize=8)
     for ax in (left, right):
         ax.grid(alpha=0.3)
-    fig.suptitle(f"von Oswald et al. setting (d = N = 10), {steps} steps per K", fontsize=9)
+    fig.suptitle(f"von Oswald et al. setting (d = N = 10), steps for K = {ks}: {steps}", fontsize=9)
     fig.tight_layout()
     return _results.save_figure(fig, NAME)
 
@@ -131,7 +137,7 @@ def main(argv):
             out["gd"],
             out["gd_plus_plus"],
         )
-    print("figure:", plot(_results.load(NAME), FLAGS.steps))
+    print("figure:", plot(_results.load(NAME)))
 
 
 if __name__ == "__main__":
