@@ -50,13 +50,14 @@ VARIANTS = {
 def get_config(arg: str | None = None):
     args = parse_config_arg(
         arg, variant="vanilla", steps=200, dim=64, layers=2, weight_decay=0.1, evals=4, lr=3e-3,
-        gamma=VARIANTS["clipped"]["gamma"],
+        gamma=VARIANTS["clipped"]["gamma"], heads=4, kv_heads=2,
     )
     if args["variant"] not in VARIANTS:
         raise ValueError(f"variant={args['variant']!r}; expected one of {sorted(VARIANTS)}")
     c = base_config()
     c.model.update(
-        dict(embed_dim=args["dim"], num_layers=args["layers"], num_heads=4, num_kv_heads=2, max_len=128)
+        dict(embed_dim=args["dim"], num_layers=args["layers"], num_heads=args["heads"],
+             num_kv_heads=args["kv_heads"], max_len=128)
     )
     c.model.attention.update(VARIANTS[args["variant"]])
     if args["variant"] == "clipped":

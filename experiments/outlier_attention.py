@@ -30,6 +30,8 @@ flags.DEFINE_float("learning_rate", 3e-3, "Peak AdamW learning rate (configs/out
 flags.DEFINE_integer("seed", 0, "config.seed (initialisation and batch order); > 0 adds _s<seed> to names.")
 flags.DEFINE_float("gamma", None, "Clipped softmax gamma (configs/outliers.py gamma=; default its "
                    "-12/128); when set, _g<-gamma> is added to names.")
+flags.DEFINE_integer("heads", 4, "Query heads (configs/outliers.py heads=); != 4 adds _h<heads> to names.")
+flags.DEFINE_integer("kv_heads", 2, "Key/value heads (kv_heads=); != 2 adds _kv<kv_heads> to names.")
 flags.DEFINE_integer("evals", 4, "Evaluations (points on the kurtosis curve) per run.")
 flags.DEFINE_list("variants", ["vanilla", "gated", "clipped"], "configs/outliers.py variants.")
 flags.DEFINE_bool("quantize", False, "Also quantize each checkpoint (qwix; FP32, W8A8, W4/W3 RTN, GPTQ).")
@@ -44,6 +46,8 @@ def run_name() -> str:
     lr = "" if FLAGS.learning_rate == 3e-3 else f"_lr{FLAGS.learning_rate:g}"
     suffix = f"_s{FLAGS.seed}" if FLAGS.seed else ""
     suffix += "" if FLAGS.gamma is None else f"_g{-FLAGS.gamma:g}"
+    suffix += "" if FLAGS.heads == 4 else f"_h{FLAGS.heads}"
+    suffix += "" if FLAGS.kv_heads == 2 else f"_kv{FLAGS.kv_heads}"
     if (FLAGS.dim, FLAGS.layers, FLAGS.weight_decay, lr, suffix) == (64, 2, 0.1, "", ""):
         return f"{FLAGS.steps}steps"
     return f"{FLAGS.steps}steps_d{FLAGS.dim}_L{FLAGS.layers}_wd{FLAGS.weight_decay:g}{lr}{suffix}"
@@ -103,7 +107,8 @@ def main(argv):
         config = _results.config(
             "outliers",
             f"variant={variant},steps={FLAGS.steps},dim={FLAGS.dim},layers={FLAGS.layers},"
-            f"weight_decay={FLAGS.weight_decay},evals={FLAGS.evals},lr={FLAGS.learning_rate}"
+            f"weight_decay={FLAGS.weight_decay},evals={FLAGS.evals},lr={FLAGS.learning_rate},"
+            f"heads={FLAGS.heads},kv_heads={FLAGS.kv_heads}"
             + ("" if FLAGS.gamma is None else f",gamma={FLAGS.gamma}")
         )
         config.seed = FLAGS.seed
@@ -127,6 +132,8 @@ def main(argv):
         result["model"] = {
             "dim": FLAGS.dim,
             "layers": FLAGS.layers,
+            "heads": FLAGS.heads,
+            "kv_heads": FLAGS.kv_heads,
             "weight_decay": FLAGS.weight_decay,
             "learning_rate": FLAGS.learning_rate,
             "seed": FLAGS.seed,

@@ -66,3 +66,14 @@ def test_any_model_field_can_be_overridden_from_the_command_line():
          "--config.model.moe.expert_dim=7", "--config.model.attention.qk_norm=True"],
         capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["504", "504", "7", "True"]
+
+
+def test_preset_arguments_override_sparsity_and_heads_or_name_the_missing_field():
+    icl = load_file(os.path.join(CONFIG_DIR, "icl_functions.py"))
+    assert icl.get_config("sparse_linear").data.sparsity == 3
+    assert icl.get_config("sparse_linear,sparsity=1").data.sparsity == 1
+    with pytest.raises(ValueError, match="sparsity=1: preset 'linear' has no sparsity k"):
+        icl.get_config("linear,sparsity=1")
+    outliers = load_file(os.path.join(CONFIG_DIR, "outliers.py"))
+    model = outliers.get_config("heads=8,kv_heads=8,dim=128").model
+    assert (model.num_heads, model.num_kv_heads, model.embed_dim) == (8, 8, 128)
